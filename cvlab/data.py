@@ -1,0 +1,441 @@
+"""Datasets in tensor form, image folders, splits, and a tensor-resident loader.
+
+Every dataset here is an :class:`ImageDataset`: ``images`` (uint8, N x C x H x W), ``labels``
+(int64, N) and ``classes`` (names). Small image datasets fit in memory many times over
+(Fashion-MNIST is 47 MB as uint8), so the fast path keeps them as one tensor on the compute
+device and augments whole batches at once (:class:`TensorLoader`). Folders of large images use
+the ordinary torch ``DataLoader`` path (:func:`dataloader`).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import config
+
+__all__ = [
+    "ImageDataset", "DATASETS", "load", "image_folder", "split", "subset",
+    "TensorLoader", "pad_crop", "dataloader", "SAMPLE_IMAGES", "sample_image",
+]
+
+# Where Debian's `dataset-fashion-mnist` package puts the original gzip files.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_SAMPLE = "fashion_mnist_sample.npz"
+_FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+class ImageDataset(Dataset):
+    """An in-memory image classification dataset: uint8 images (N, C, H, W), int64 labels, class names."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], *,
+                 name: str = "", source: str = "", paths: Sequence[str] | None = None):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be a uint8 tensor of shape (N, C, H, W); got {images.dtype} {tuple(images.shape)}")
+        if labels.dtype != torch.int64 or labels.shape != (len(images),):
+            raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},); got {labels.dtype} {tuple(labels.shape)}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise ValueError(f"labels must lie in [0, {len(classes)}) for {len(classes)} classes; "
+                             f"got min {labels.min().item()} max {labels.max().item()}")
+        self.images, self.labels, self.classes = images, labels, list(classes)
+        self.name, self.source = name, source
+        self.paths = list(paths) if paths is not None else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def take(self, indices) -> ImageDataset:
+        """A new dataset holding only ``indices`` (in that order)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        paths = [self.paths[i] for i in idx.tolist()] if self.paths is not None else None
+        return ImageDataset(self.images[idx], self.labels[idx], self.classes,
+                            name=self.name, source=self.source, paths=paths)
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        origin = f", source={self.source!r}" if self.source else ""
+        return f"ImageDataset({self.name or 'unnamed'}: {n} images {c}x{h}x{w}, {self.num_classes} classes{origin})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Named datasets
+# ---------------------------------------------------------------------------------------------
+
+def _from_torchvision(tv, name: str, source: str) -> ImageDataset:
+    images = torch.as_tensor(np.asarray(tv.data))
+    if images.ndim == 3:  # (N, H, W) gray, as MNIST-like sets store it
+        images = images.unsqueeze(1)
+    else:  # (N, H, W, C), as CIFAR stores it
+        images = images.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(np.asarray(tv.targets), dtype=torch.int64)
+    return ImageDataset(images.contiguous(), labels, tv.classes, name=name, source=source)
+
+
+def _offline(name: str, cls_name: str, root: Path, extra: str = "") -> RuntimeError:
+    return RuntimeError(
+        f"could not load dataset {name!r}: it is not in the cache {root / cls_name} and the download failed "
+        f"(no internet?). Three ways to get it:\n"
+        f"  1. connect to the internet and call cvlab.data.load({name!r}) again; torchvision downloads it into {root};\n"
+        f"  2. copy the original files into {root / cls_name / 'raw'} (torchvision's layout) from a machine that has them;\n"
+        f"  3. set CVLAB_DATA to a folder that already holds {cls_name}/ (e.g. a shared drive or Colab's Drive)."
+        + (f"\n{extra}" if extra else ""))
+
+
+def _try_torchvision(cls, root: Path, train: bool, download: bool):
+    try:
+        return cls(str(root), train=train, download=download)
+    except Exception as e:  # offline downloads raise URLError, RuntimeError or OSError depending on where they fail
+        if not download and not isinstance(e, RuntimeError):
+            raise
+        return None
+
+
+def _install_debian_files(root: Path) -> bool:
+    """Copy Debian's Fashion-MNIST files into torchvision's layout under ``root``; False if absent."""
+    sources = [DEBIAN_FASHION_MNIST / f"{f}.gz" for f in _FASHION_FILES]
+    if not all(p.is_file() for p in sources):
+        return False
+    from torchvision.datasets.utils import extract_archive
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=raw) as tmp:  # unpack beside, then rename: no half-written cache
+        for src in sources:
+            extract_archive(str(src), tmp)
+        for f in _FASHION_FILES:
+            os.replace(Path(tmp) / f, raw / f)
+    return True
+
+
+def _fashion_mnist_sample(split: str) -> ImageDataset | None:
+    path = config.REPO_ROOT / "datasets" / FASHION_MNIST_SAMPLE if config.REPO_ROOT else None
+    if path is None or not path.is_file():
+        return None
+    from torchvision.datasets import FashionMNIST
+    with np.load(path) as z:
+        images, labels = torch.from_numpy(z[f"{split}_images"]), torch.from_numpy(z[f"{split}_labels"]).long()
+    warnings.warn(f"Fashion-MNIST: using the embedded {len(labels)}-image sample in {path}, not the full dataset. "
+                  "Install Debian's dataset-fashion-mnist or go online for all 70,000 images.", stacklevel=3)
+    return ImageDataset(images.unsqueeze(1), labels, FashionMNIST.classes,
+                        name="fashion_mnist", source=f"embedded sample {path.name}")
+
+
+def _load_fashion_mnist(split: str, root: Path) -> ImageDataset:
+    from torchvision.datasets import FashionMNIST
+    train = split == "train"
+    tv = _try_torchvision(FashionMNIST, root, train, download=False)
+    if tv is not None:
+        return _from_torchvision(tv, "fashion_mnist", f"cache {root / 'FashionMNIST'}")
+    if _install_debian_files(root):
+        tv = FashionMNIST(str(root), train=train, download=False)
+        return _from_torchvision(tv, "fashion_mnist", f"Debian package files in {DEBIAN_FASHION_MNIST}")
+    if not _offline_only():
+        tv = _try_torchvision(FashionMNIST, root, train, download=True)
+        if tv is not None:
+            return _from_torchvision(tv, "fashion_mnist", "torchvision download")
+    sample = _fashion_mnist_sample(split)
+    if sample is not None:
+        return sample
+    raise _offline("fashion_mnist", "FashionMNIST", root,
+                   "On Debian/Ubuntu, `sudo apt-get install dataset-fashion-mnist` installs it too.")
+
+
+def _loader_for(cls_name: str, name: str):
+    def load_named(split: str, root: Path) -> ImageDataset:
+        import torchvision.datasets as tvd
+        cls = getattr(tvd, cls_name)
+        train = split == "train"
+        tv = _try_torchvision(cls, root, train, download=False)
+        if tv is None and not _offline_only():
+            tv = _try_torchvision(cls, root, train, download=True)
+        if tv is None:
+            raise _offline(name, cls_name if cls_name != "CIFAR10" else "cifar-10-batches-py", root)
+        return _from_torchvision(tv, name, f"torchvision {cls_name} in {root}")
+    return load_named
+
+
+def _offline_only() -> bool:
+    return os.environ.get("CVLAB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+DATASETS = {
+    "fashion_mnist": _load_fashion_mnist,
+    "mnist": _loader_for("MNIST", "mnist"),
+    "cifar10": _loader_for("CIFAR10", "cifar10"),
+}
+
+
+def load(name: str, split: str = "train", *, root: str | Path | None = None) -> ImageDataset:
+    """Load a named dataset split ("train" or "test") into memory.
+
+    Fashion-MNIST is looked for in the data root's cache, then in the files of Debian's
+    ``dataset-fashion-mnist`` package, then downloaded by torchvision, and last taken from the
+    embedded 3,000-image sample in ``datasets/`` (with a warning). Set ``CVLAB_OFFLINE=1`` to skip
+    download attempts.
+    """
+    key = name.lower().replace("-", "_")
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}. "
+                         "For your own images use cvlab.data.image_folder(path).")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r} for {name!r}; use 'train' or 'test' (make a validation set with cvlab.data.split).")
+    return DATASETS[key](split, Path(root) if root is not None else config.data_root())
+
+
+# ---------------------------------------------------------------------------------------------
+# Your own images: one sub-folder per class
+# ---------------------------------------------------------------------------------------------
+
+def _decode(path: Path):
+    """Open one file as a PIL image in mode "L" or "RGB"; raises ValueError naming the file if it cannot."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now: a truncated file fails here, not later
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit gray: scale 0..65535 to 0..255
+                arr = np.asarray(im, dtype=np.float64) / 257.0
+                return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")  # transparent pixels become white, not whatever colour hides under alpha
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                flat = Image.alpha_composite(background, rgba)
+                return flat.convert("L" if im.mode in ("LA",) else "RGB")
+            return im.convert("L" if im.mode in ("L", "1") else "RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{path}: cannot decode as an image ({type(e).__name__}: {e}). "
+                         "Remove or replace the file, or pass on_error='skip' to skip unreadable files.") from e
+
+
+def image_folder(path: str | Path, *, size: int | tuple[int, int] = 64, channels: int | None = None,
+                 on_error: str = "raise") -> ImageDataset:
+    """Load ``path/<class name>/<image files>`` into memory, resized to ``size`` (H, W).
+
+    ``channels`` is 1 (gray) or 3 (RGB); by default 1 when every image is gray, else 3.
+    Decodes PNG and JPEG (and anything else Pillow reads) in gray, RGB, RGBA and 16-bit.
+    A file that cannot be decoded raises an error naming it; ``on_error="skip"`` warns and skips it
+    instead (the skipped files and reasons are in ``dataset.skipped``).
+    """
+    from PIL import Image
+    root = Path(path)
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None (auto); got {channels!r}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+    h, w = (size, size) if isinstance(size, int) else size
+
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(f"{root} has no class sub-folders; expected {root}/<class name>/<image files>, one sub-folder per class.")
+    if len(class_dirs) == 1:
+        raise ValueError(f"{root} has only one class sub-folder ({class_dirs[0].name!r}); "
+                         "classification needs at least two. Add a sub-folder per class.")
+
+    decoded, labels, paths, skipped = [], [], [], []
+    for label, d in enumerate(class_dirs):
+        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
+        n_before = len(decoded)
+        for f in files:
+            try:
+                im = _decode(f)
+            except ValueError as e:
+                if on_error == "raise":
+                    raise
+                skipped.append((str(f), str(e.__cause__ or e)))
+                warnings.warn(f"skipped {f}: {e.__cause__ or e}", stacklevel=2)
+                continue
+            decoded.append(im.resize((w, h), Image.BILINEAR))
+            labels.append(label)
+            paths.append(str(f))
+        if len(decoded) == n_before:
+            raise ValueError(f"class folder {d} has no readable images; add images or remove the folder.")
+
+    if channels is None:
+        channels = 1 if all(im.mode == "L" for im in decoded) else 3
+    mode = "L" if channels == 1 else "RGB"
+    arrays = [np.asarray(im if im.mode == mode else im.convert(mode)) for im in decoded]
+    images = torch.from_numpy(np.stack(arrays))
+    images = images.unsqueeze(1) if channels == 1 else images.permute(0, 3, 1, 2)
+    ds = ImageDataset(images.contiguous(), torch.tensor(labels, dtype=torch.int64), [d.name for d in class_dirs],
+                      name=root.name, source=f"image folder {root}", paths=paths)
+    ds.skipped = skipped
+    return ds
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits and subsets
+# ---------------------------------------------------------------------------------------------
+
+def split(dataset: ImageDataset, val_fraction: float = 0.2, *, stratify: bool = True,
+          seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """Split into (train, val); stratified keeps each class's share equal in both."""
+    from sklearn.model_selection import train_test_split
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive); got {val_fraction}")
+    idx = np.arange(len(dataset))
+    train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, shuffle=True,
+                                          stratify=dataset.labels.numpy() if stratify else None)
+    return dataset.take(np.sort(train_idx)), dataset.take(np.sort(val_idx))
+
+
+def subset(dataset: ImageDataset, n_per_class: int | None = None, *, n: int | None = None,
+           seed: int = 0) -> ImageDataset:
+    """A random subset: ``n_per_class`` images of every class (balanced), or ``n`` images in total."""
+    if (n_per_class is None) == (n is None):
+        raise ValueError("give exactly one of n_per_class or n")
+    rng = np.random.default_rng(seed)
+    labels = dataset.labels.numpy()
+    if n is not None:
+        if not 0 < n <= len(dataset):
+            raise ValueError(f"n must be in [1, {len(dataset)}]; got {n}")
+        return dataset.take(np.sort(rng.choice(len(dataset), size=n, replace=False)))
+    counts = np.bincount(labels, minlength=dataset.num_classes)
+    if n_per_class < 1 or n_per_class > counts.min():
+        raise ValueError(f"n_per_class must be in [1, {counts.min()}] (the smallest class has {counts.min()} images); got {n_per_class}")
+    picks = [rng.choice(np.flatnonzero(labels == c), size=n_per_class, replace=False) for c in range(dataset.num_classes)]
+    return dataset.take(np.sort(np.concatenate(picks)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading batches
+# ---------------------------------------------------------------------------------------------
+
+def pad_crop(x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Zero-pad a batch by ``padding`` and crop each image back to its size at offsets (dy, dx) in [0, 2*padding].
+
+    The batched equivalent of torchvision's ``RandomCrop(size, padding=padding)`` for given offsets.
+    """
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+
+
+class TensorLoader:
+    """Batches from an in-memory dataset kept on the compute device, augmented a whole batch at a time.
+
+    Yields ``(images, labels)``: float32 images scaled to [0, 1] then normalized by ``mean``/``std``
+    (per channel, on the [0, 1] scale), and int64 labels. ``flip`` is a random horizontal flip and
+    ``pad_crop`` a random crop after zero padding by that many pixels, each drawn per image.
+    Shuffling and augmentation are seeded by ``seed`` and the epoch, so a run can be replayed.
+    """
+
+    def __init__(self, data: ImageDataset | tuple[torch.Tensor, torch.Tensor], *, batch_size: int = 256,
+                 shuffle: bool = False, drop_last: bool = False, device: str | torch.device | None = None,
+                 flip: bool = False, pad_crop: int = 0, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, seed: int = 0, channels_last: bool = False):
+        images, labels = (data.images, data.labels) if isinstance(data, ImageDataset) else data
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"TensorLoader needs uint8 images of shape (N, C, H, W); got {images.dtype} {tuple(images.shape)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        self.device = torch.device(device) if device is not None else config.device()
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.classes = getattr(data, "classes", None)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.flip, self.padding, self.seed, self.epoch = flip, pad_crop, seed, 0
+        self.channels_last = channels_last
+        c = images.shape[1]
+        if mean is not None and (len(mean) != c or len(std) != c):
+            raise ValueError(f"mean and std need one value per channel ({c}); got {len(mean)} and {len(std)}")
+        self.mean = torch.tensor(mean, device=self.device).view(1, c, 1, 1) if mean is not None else None
+        self.std = torch.tensor(std, device=self.device).view(1, c, 1, 1) if std is not None else None
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose shuffle and augmentation the next iteration replays."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        n = len(self.labels)
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x, y = self.images[idx], self.labels[idx]
+            b = len(idx)
+            if self.flip:
+                flip = (torch.rand(b, generator=gen) < 0.5).to(self.device)
+                x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            if self.padding:
+                dy, dx = torch.randint(0, 2 * self.padding + 1, (2, b), generator=gen).to(self.device)
+                x = pad_crop(x, self.padding, dy, dx)
+            x = x.float().div_(255)
+            if self.mean is not None:
+                x = x.sub_(self.mean).div_(self.std)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+
+
+class _Transformed(Dataset):
+    def __init__(self, dataset: ImageDataset, transform):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i]
+        return (self.transform(x) if self.transform is not None else x), y
+
+
+def dataloader(data: ImageDataset | str | Path, *, batch_size: int = 64, shuffle: bool = False,
+               transform=None, num_workers: int = 0, drop_last: bool = False, **kwargs) -> DataLoader:
+    """A torch ``DataLoader`` with a per-image ``transform``: the path for folders of large images.
+
+    ``data`` is an in-memory dataset (the transform gets a uint8 C x H x W tensor) or a folder path,
+    read lazily by torchvision's ``ImageFolder`` (the transform gets a PIL image).
+    """
+    if isinstance(data, (str, Path)):
+        from torchvision.datasets import ImageFolder
+        if not Path(data).is_dir():
+            raise FileNotFoundError(f"image folder {data} does not exist or is not a folder")
+        dataset = ImageFolder(str(data), transform=transform)
+    else:
+        dataset = _Transformed(data, transform)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      drop_last=drop_last, persistent_workers=num_workers > 0, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real photos that ship with scikit-image and scikit-learn (no download)
+# ---------------------------------------------------------------------------------------------
+
+SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "page",
+                 "immunohistochemistry", "hubble_deep_field", "logo", "china", "flower")
+
+
+def sample_image(name: str) -> np.ndarray:
+    """A real photo as a NumPy uint8 array: H x W x 3 (RGB), H x W x 4 (RGBA, "logo") or H x W (gray)."""
+    if name not in SAMPLE_IMAGES:
+        raise ValueError(f"unknown sample image {name!r}; choose one of: {', '.join(SAMPLE_IMAGES)}")
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+        return load_sample_image(f"{name}.jpg")
+    import skimage.data
+    return np.ascontiguousarray(getattr(skimage.data, name)())
