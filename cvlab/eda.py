@@ -126,8 +126,9 @@ def _hash_pairs(a: np.ndarray, b: np.ndarray | None, max_distance: int) -> list[
 def near_duplicates(dataset: ImageDataset, max_distance: int = 4) -> list[tuple[int, int, int]]:
     """Pairs (i, j, distance) of images whose 64-bit pHashes differ in at most ``max_distance`` bits.
 
-    Catches re-saved, slightly shifted, re-scaled or re-compressed copies that a content hash misses.
-    Plain or low-detail images can also collide, so look at the pairs before deleting anything.
+    Catches re-compressed, re-scaled or re-brightened copies that a content hash misses. It is not
+    shift-invariant: on 28 px images a one-pixel shift already moves the hash by ~8 bits. Plain or
+    low-detail images can also collide, so look at the pairs before deleting anything.
     """
     if not 0 <= max_distance <= 64:
         raise ValueError(f"max_distance is a number of differing bits, 0..64; got {max_distance}")
