@@ -314,17 +314,25 @@ def subset(dataset: ImageDataset, n_per_class: int | None = None, *, n: int | No
 # Loading batches
 # ---------------------------------------------------------------------------------------------
 
-def pad_crop(x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Zero-pad a batch by ``padding`` and crop each image back to its size at offsets (dy, dx) in [0, 2*padding].
+def pad_crop(x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor,
+             flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero-pad a batch by ``padding``, crop each image back to its size at offsets (dy, dx) in [0, 2*padding],
+    and mirror the images where ``flip`` (bool, (B,)) is set.
 
-    The batched equivalent of torchvision's ``RandomCrop(size, padding=padding)`` for given offsets.
+    The batched equivalent of torchvision's ``RandomCrop(size, padding=padding)`` followed by a
+    horizontal flip, for given offsets: one ``gather`` for the whole batch, on any device, no host sync.
     """
     b, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (padding,) * 4)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+    if padding:
+        x = torch.nn.functional.pad(x, (padding,) * 4)
+    width = w + 2 * padding
+    cols = torch.arange(w, device=x.device).expand(b, w)
+    if flip is not None:
+        cols = torch.where(flip[:, None], w - 1 - cols, cols)
+    rows = torch.arange(h, device=x.device)[None, :] + dy[:, None]  # (B, H)
+    cols = cols + dx[:, None]                                       # (B, W)
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return x.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
 
 
 class TensorLoader:
@@ -376,14 +384,12 @@ class TensorLoader:
         order = order.to(self.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            x, y = self.images[idx], self.labels[idx]
-            b = len(idx)
-            if self.flip:
-                flip = (torch.rand(b, generator=gen) < 0.5).to(self.device)
-                x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            if self.padding:
+            x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+            if self.flip or self.padding:
+                b = len(idx)
+                flip = (torch.rand(b, generator=gen) < 0.5).to(self.device) if self.flip else None
                 dy, dx = torch.randint(0, 2 * self.padding + 1, (2, b), generator=gen).to(self.device)
-                x = pad_crop(x, self.padding, dy, dx)
+                x = pad_crop(x, self.padding, dy, dx, flip)
             x = x.float().div_(255)
             if self.mean is not None:
                 x = x.sub_(self.mean).div_(self.std)

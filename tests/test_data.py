@@ -248,9 +248,15 @@ def test_loader_shuffle_is_a_seeded_permutation_per_epoch(small):
 def test_pad_crop_matches_torchvision_crop_of_padded_image(small):
     x = small.images[:16]
     dy, dx = torch.randint(0, 9, (2, 16), generator=torch.Generator().manual_seed(0))
-    out = data.pad_crop(x, 4, dy, dx)
-    ref = torch.stack([TF.crop(TF.pad(img, [4]), int(i), int(j), 28, 28) for img, i, j in zip(x, dy, dx)])
-    assert torch.equal(out, ref)
+    flip = torch.arange(16) % 3 == 0
+    crops = [TF.crop(TF.pad(img, [4]), int(i), int(j), 28, 28) for img, i, j in zip(x, dy, dx)]
+    assert torch.equal(data.pad_crop(x, 4, dy, dx), torch.stack(crops))
+    mirrored = [TF.horizontal_flip(c) if f else c for c, f in zip(crops, flip)]
+    assert torch.equal(data.pad_crop(x, 4, dy, dx, flip), torch.stack(mirrored))
+    rgb = torch.randint(0, 256, (4, 3, 5, 7), dtype=torch.uint8)
+    assert torch.equal(data.pad_crop(rgb, 0, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long),
+                                     torch.tensor([True, False, True, False])),
+                       torch.stack([rgb[0].flip(-1), rgb[1], rgb[2].flip(-1), rgb[3]]))
 
 
 def test_loader_augmentation_gives_flips_and_crops_of_each_image(small):
