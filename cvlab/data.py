@@ -8,6 +8,7 @@ the ordinary torch ``DataLoader`` path (:func:`dataloader`).
 """
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import warnings
@@ -342,12 +343,15 @@ class TensorLoader:
     (per channel, on the [0, 1] scale), and int64 labels. ``flip`` is a random horizontal flip and
     ``pad_crop`` a random crop after zero padding by that many pixels, each drawn per image.
     Shuffling and augmentation are seeded by ``seed`` and the epoch, so a run can be replayed.
+    With ``world_size`` > 1 (one process per GPU under torchrun) it yields only ``rank``'s share of
+    each epoch: every rank draws the same permutation and takes every ``world_size``-th item of it.
     """
 
     def __init__(self, data: ImageDataset | tuple[torch.Tensor, torch.Tensor], *, batch_size: int = 256,
                  shuffle: bool = False, drop_last: bool = False, device: str | torch.device | None = None,
                  flip: bool = False, pad_crop: int = 0, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None, seed: int = 0, channels_last: bool = False):
+                 std: Sequence[float] | None = None, seed: int = 0, channels_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
         images, labels = (data.images, data.labels) if isinstance(data, ImageDataset) else data
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"TensorLoader needs uint8 images of shape (N, C, H, W); got {images.dtype} {tuple(images.shape)}")
@@ -362,6 +366,9 @@ class TensorLoader:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.flip, self.padding, self.seed, self.epoch = flip, pad_crop, seed, 0
         self.channels_last = channels_last
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size) = [0, {world_size}); got rank={rank}")
+        self.rank, self.world_size = rank, world_size
         c = images.shape[1]
         if mean is not None and (len(mean) != c or len(std) != c):
             raise ValueError(f"mean and std need one value per channel ({c}); got {len(mean)} and {len(std)}")
@@ -369,8 +376,16 @@ class TensorLoader:
         self.std = torch.tensor(std, device=self.device).view(1, c, 1, 1) if std is not None else None
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = len(self.labels) // self.world_size  # this rank's share
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def shard(self, rank: int, world_size: int) -> TensorLoader:
+        """A copy that yields only ``rank``'s share of each epoch (the tensors are shared, not copied)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size) = [0, {world_size}); got rank={rank}")
+        other = copy.copy(self)
+        other.rank, other.world_size = rank, world_size
+        return other
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch whose shuffle and augmentation the next iteration replays."""
@@ -381,6 +396,12 @@ class TensorLoader:
         self.epoch += 1
         n = len(self.labels)
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        if self.world_size > 1:
+            # Equal shares, so every rank takes the same number of steps: the few items left
+            # over are skipped (different ones each epoch when shuffling). Each rank then draws
+            # its own augmentations.
+            order = order[:n - n % self.world_size][self.rank::self.world_size]
+            gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)) + self.rank)
         order = order.to(self.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
