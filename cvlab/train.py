@@ -1,0 +1,458 @@
+"""Training: one fit loop, evaluation, prediction, checkpoints, and multi-GPU through torchrun.
+
+    history = fit(model, train, test, epochs=10, lr=0.1, schedule="onecycle",
+                  callbacks=[Checkpoint("runs/x")], resume=True)
+    result = evaluate(model, test)   # loss, accuracy, predictions, probabilities, labels
+
+``train`` and ``val`` may be an :class:`~cvlab.data.ImageDataset` (fit puts it in a
+:class:`~cvlab.data.TensorLoader` on the device), a ``TensorLoader`` or a torch ``DataLoader``.
+Started by ``torchrun``, fit trains with DistributedDataParallel: each process trains on its share
+of the data, and only rank 0 prints and writes checkpoints.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from . import config
+from .callbacks import Checkpoint, EarlyStopping, Progress, StopTraining
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .data import ImageDataset, TensorLoader
+from .schedules import make_optimizer, make_scheduler
+
+__all__ = ["fit", "evaluate", "predict", "TrainState", "NonFiniteLossError", "StopTraining", "EarlyStopping",
+           "Checkpoint", "Progress", "save_checkpoint", "load_checkpoint", "setup_distributed"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def _new_history() -> dict:
+    return {"epoch": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": [], "lr": [], "time": []}
+
+
+@dataclass(eq=False)
+class TrainState:
+    """What callbacks read, and what a checkpoint saves."""
+    model: nn.Module                 # the bare model, not its DDP or compiled wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    scaler: torch.amp.GradScaler
+    callbacks: list
+    epochs: int
+    batches_per_epoch: int
+    accumulate: int = 1
+    device: torch.device = torch.device("cpu")
+    rank: int = 0
+    world_size: int = 1
+    history: dict = field(default_factory=_new_history)
+    epoch: int = 0                   # epochs finished
+    batch: int = 0                   # batches finished in the current epoch
+    step: int = 0                    # optimizer steps taken in all
+    lr: float = 0.0                  # the learning rate of the last step
+    elapsed: float = 0.0             # seconds trained before `started` (a resumed run keeps counting)
+    started: float = field(default_factory=time.perf_counter)
+    epoch_rng: dict | None = None    # RNG states at the start of this epoch, to replay its shuffle on resume
+    # This epoch's running sums. Per-batch losses stay on the device, so steps do not wait for
+    # the device, until check_loss() reads them: every 25 steps, for the progress bar, before a checkpoint.
+    losses: torch.Tensor | None = None   # (batches_per_epoch,)
+    sizes: list = field(default_factory=list)
+    host_losses: list = field(default_factory=list)
+    correct: torch.Tensor | int = 0
+
+    def seconds(self) -> float:
+        """Seconds of training so far, across resumes."""
+        return self.elapsed + time.perf_counter() - self.started
+
+    def check_loss(self) -> list[float]:
+        """This epoch's per-batch losses so far, on the host; raises NonFiniteLossError at the first NaN or inf."""
+        new = self.losses[len(self.host_losses):self.batch].tolist() if self.losses is not None else []
+        for k, value in enumerate(new):
+            if not math.isfinite(value):
+                i = len(self.host_losses) + k  # the batch, within this epoch
+                step = self.step - math.ceil(self.batch / self.accumulate) + i // self.accumulate + 1
+                lr = self.optimizer.param_groups[0]["lr"]
+                raise NonFiniteLossError(
+                    f"the loss is {value} at step {step} (epoch {self.epoch + 1}, batch {i + 1}); training stopped. "
+                    f"Lower the learning rate (it is {lr:.3g}; try {lr / 10:.3g}) or clip gradients (grad_clip=1.0). "
+                    "The last checkpoint, if one was written, is from before this step and intact.")
+        self.host_losses += new
+        return self.host_losses
+
+    def running_loss(self) -> float:
+        """The mean training loss of this epoch so far (reads the device)."""
+        losses = self.check_loss()
+        n = sum(self.sizes[:len(losses)])
+        return sum(loss * b for loss, b in zip(losses, self.sizes)) / max(n, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+def fit(model: nn.Module, train, val=None, *, epochs: int, optimizer="nesterov", lr: float = 0.05,
+        momentum: float = 0.9, weight_decay: float = 5e-4, schedule="warmup_cosine", warmup: float = 0.1,
+        label_smoothing: float = 0.0, loss_fn=None, batch_transform=None, grad_clip: float | None = None,
+        accumulate: int = 1, batch_size: int = 128, num_classes: int | None = None, device=None, amp=None,
+        channels_last: bool = False, compile: bool = False, tta: bool = False, callbacks=(), progress: bool = True,
+        resume: bool | str | Path = False, seed: int = 0) -> dict:
+    """Train ``model`` on ``train`` for ``epochs``, evaluating on ``val`` after each; returns the history.
+
+    The history is a dict of per-epoch lists: ``epoch``, ``train_loss``, ``train_acc``, ``val_loss``,
+    ``val_acc``, ``lr`` and ``time`` (seconds since the start, evaluation included).
+
+    - ``optimizer``: "sgd", "nesterov", "adam", "adamw" or a ``torch.optim.Optimizer``; ``schedule``:
+      a name from :data:`cvlab.schedules.SCHEDULES`, ``None``, or a torch scheduler (see
+      :func:`cvlab.schedules.make_scheduler`); ``warmup`` is the fraction of steps spent warming up.
+    - ``loss_fn(outputs, targets)`` defaults to cross-entropy with ``label_smoothing``; targets may be
+      class indices (B,) or probabilities (B, C). ``batch_transform(x, y) -> (x, targets)`` runs on
+      each training batch: that is where Mixup/CutMix or a distillation teacher plug in.
+    - ``accumulate`` batches are summed into each optimizer step; ``grad_clip`` caps the gradient norm.
+    - ``amp``: None (bf16/fp16 on GPUs, off on CPU), True, False, "bf16" or "fp16" (with a gradient scaler).
+      ``channels_last`` and ``compile`` (``torch.compile``) can make convolutions faster; ``tta``
+      evaluates ``val`` with horizontal-flip test-time augmentation.
+    - ``callbacks``: objects with any of the methods listed in :mod:`cvlab.callbacks`; ``progress``
+      adds a :class:`Progress` display unless you pass one. ``resume=True`` continues from the
+      :class:`Checkpoint` callback's ``last.pt`` if it exists (a path resumes from that file).
+    - ``seed`` seeds the shuffling and augmentation of datasets fit wraps in a TensorLoader.
+    """
+    rank, world_size, dev = setup_distributed(device)
+    model.to(dev, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    loader = _as_loader(train, batch_size=batch_size, train=True, device=dev, seed=seed,
+                        channels_last=channels_last, rank=rank, world_size=world_size)
+    val_loader = _as_loader(val, batch_size=max(batch_size, 512), train=False, device=dev, like=loader,
+                            channels_last=channels_last) if val is not None else None
+    num_classes = _check_labels(loader, num_classes)
+    batches = len(loader)
+    steps_per_epoch = math.ceil(batches / accumulate)
+    opt = make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler, interval = make_scheduler(schedule, opt, epochs=epochs, steps_per_epoch=steps_per_epoch, warmup=warmup)
+    amp_dtype = _amp_dtype(amp, dev)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+    loss_fn = loss_fn or nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) \
+        if world_size > 1 else None
+    net = torch.compile(ddp or model) if compile else (ddp or model)
+    callbacks = list(callbacks) + ([Progress()] if progress and not any(isinstance(c, Progress) for c in callbacks) else [])
+    state = TrainState(model, opt, scheduler, scaler, callbacks, epochs, batches, accumulate=accumulate,
+                       device=dev, rank=rank, world_size=world_size)
+    path = _resume_path(resume, callbacks) if resume else None
+    if path is not None:
+        load_checkpoint(path, state)
+    autocast = torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+    _call(callbacks, "on_fit_start", state)
+    try:
+        while state.epoch < epochs:
+            model.train()
+            _call(callbacks, "on_epoch_start", state)
+            if state.batch == 0:
+                state.losses, state.sizes, state.host_losses = torch.zeros(batches, device=dev), [], []
+                state.correct = torch.zeros((), device=dev, dtype=torch.long)
+            for i, (x, y) in enumerate(_epoch_batches(loader, state), start=state.batch):
+                x, y = _to_device(x, dev, channels_last), y.to(dev, non_blocking=True)
+                if state.step == 0 and i == 0:  # before the first step: clear errors, not CUDA asserts
+                    _check_batch(model, x, y, num_classes)
+                targets = y
+                if batch_transform is not None:
+                    x, targets = batch_transform(x, y)
+                # The last group of an epoch may hold fewer than `accumulate` batches.
+                group_start = i - i % accumulate
+                group_size = min(accumulate, batches - group_start)
+                last_in_group = i + 1 == group_start + group_size
+                # DDP: average gradients across processes only on a group's last batch.
+                sync = ddp.no_sync() if ddp is not None and not last_in_group else nullcontext()
+                with sync:
+                    with autocast:
+                        out = net(x)
+                        loss = loss_fn(out, targets)
+                    scaler.scale(loss / group_size).backward()
+                state.losses[i] = loss.detach()
+                state.sizes.append(len(y))
+                state.correct += (_logits(out).argmax(1) == _hard_labels(targets)).sum()
+                if not last_in_group:
+                    continue
+                scaler.unscale_(opt)  # gradients at their true scale for clipping and callbacks
+                _call(callbacks, "on_before_step", state)
+                if grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+                state.lr = opt.param_groups[0]["lr"]
+                if scheduler is not None and interval == "step":
+                    scheduler.step()
+                state.step, state.batch = state.step + 1, i + 1
+                if state.step % 25 == 0:
+                    state.check_loss()
+                _call(callbacks, "on_step_end", state)
+
+            _end_epoch(state, net, val_loader, scheduler, interval, amp_dtype, tta)
+            _call(callbacks, "on_epoch_end", state)
+    except StopTraining:
+        pass
+    _call(callbacks, "on_fit_end", state)
+    return state.history
+
+
+def _end_epoch(state: TrainState, net, val_loader, scheduler, interval: str, amp_dtype, tta: bool) -> None:
+    """Record the finished epoch's metrics in the history and step per-epoch schedules."""
+    losses = state.check_loss()
+    sums = torch.tensor([sum(l * b for l, b in zip(losses, state.sizes)), float(state.correct), sum(state.sizes)],
+                        dtype=torch.float64)
+    if state.world_size > 1:  # every rank trained on its own share: add them up
+        sums = sums.to(state.losses.device)
+        dist.all_reduce(sums)
+        for b in state.model.buffers():  # batch-norm statistics drift apart per rank; use rank 0's everywhere
+            dist.broadcast(b, 0)
+    loss_sum, correct, seen = sums.tolist()
+    h = state.history
+    h["epoch"].append(state.epoch + 1)
+    h["train_loss"].append(loss_sum / seen)
+    h["train_acc"].append(correct / seen)
+    h["lr"].append(state.lr)
+    if val_loader is not None:
+        # DDP: every rank evaluates all of val with the same weights and buffers, so all agree on
+        # metrics (and on early stopping) with no further communication.
+        result = evaluate(state.model if state.world_size > 1 else net, val_loader, amp=amp_dtype or False, tta=tta)
+        h["val_loss"].append(result["loss"])
+        h["val_acc"].append(result["accuracy"])
+    if scheduler is not None and interval == "epoch":
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(h["val_loss"][-1] if val_loader is not None else h["train_loss"][-1])
+        else:
+            scheduler.step()
+    h["time"].append(state.seconds())
+    state.epoch, state.batch = state.epoch + 1, 0
+    state.losses, state.sizes, state.host_losses = None, [], []
+
+
+def _call(callbacks: list, name: str, state: TrainState) -> None:
+    """Call ``name`` on every callback that has it; a StopTraining is raised after all have run."""
+    stop = None
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if fn is not None:
+            try:
+                fn(state)
+            except StopTraining as e:
+                stop = stop or e
+    if stop is not None:
+        raise stop
+
+
+def _epoch_batches(loader, state: TrainState):
+    """This epoch's batches, from where a resumed state left off."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(state.epoch)  # TensorLoader: shuffle and augmentation replay per epoch
+    if isinstance(getattr(loader, "sampler", None), DistributedSampler):
+        loader.sampler.set_epoch(state.epoch)
+    if state.batch == 0:
+        state.epoch_rng = rng_state()
+        return iter(loader)
+    # Mid-epoch resume: rewind the RNG to the epoch's start so a DataLoader draws the same
+    # shuffle and augmentations, skip the batches already trained on, then continue from the
+    # checkpoint's RNG.
+    resumed = rng_state()
+    set_rng_state(state.epoch_rng)
+    batches = iter(loader)
+    for _ in range(state.batch):
+        next(batches)
+    set_rng_state(resumed)
+    return batches
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, *, batch_size: int = 512, device=None, amp=None, tta: bool = False) -> dict:
+    """Loss (cross-entropy), accuracy, and per-image predictions, probabilities and labels on ``data``.
+
+    ``tta=True`` averages the logits of each image and its horizontal flip (test-time augmentation).
+    The model is put in eval mode and returned to its previous mode afterwards.
+    """
+    dev = torch.device(device) if device is not None else _model_device(model)
+    loader = _as_loader(data, batch_size=batch_size, train=False, device=dev)
+    dtype = _amp_dtype(amp, dev)
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        for x, y in loader:
+            x = _to_device(x, dev)
+            out = _logits(model(x)).float()  # (B, C)
+            if tta:
+                out = (out + _logits(model(x.flip(3))).float()) / 2
+            logits.append(out)
+            labels.append(y.to(dev))
+    model.train(was_training)
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    probs = logits.softmax(1)
+    preds = probs.argmax(1)
+    return {"loss": F.cross_entropy(logits, labels).item(), "accuracy": (preds == labels).float().mean().item(),
+            "predictions": preds.cpu(), "probabilities": probs.cpu(), "labels": labels.cpu()}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data, *, batch_size: int = 512, device=None, amp=None, tta: bool = False) -> torch.Tensor:
+    """Class probabilities (N, C) for a dataset, a loader or an image tensor (N, C, H, W); ``.argmax(1)`` gives classes.
+
+    An image tensor is used as it is if float, or scaled to [0, 1] if uint8, like a TensorLoader without normalization.
+    """
+    if isinstance(data, torch.Tensor):
+        data = (data, torch.zeros(len(data), dtype=torch.long))  # no labels: the loss and accuracy are ignored
+    return evaluate(model, data, batch_size=batch_size, device=device, amp=amp, tta=tta)["probabilities"]
+
+
+def _resume_path(resume, callbacks: list) -> Path | None:
+    """The checkpoint to resume from, or None to start fresh (resume=True and no last.pt yet)."""
+    if resume is True:
+        found = [cb for cb in callbacks if isinstance(cb, Checkpoint)]
+        if not found:
+            raise ValueError("resume=True continues from the Checkpoint callback's last.pt, but there is no Checkpoint "
+                             "callback: add callbacks=[Checkpoint(folder)], or pass resume='path/to/last.pt'.")
+        return found[0].last if found[0].last.is_file() else None
+    if not Path(resume).is_file():
+        raise FileNotFoundError(f"resume={str(resume)!r}: no such checkpoint file")
+    return Path(resume)
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices, data and checks
+# ---------------------------------------------------------------------------------------------
+
+def setup_distributed(device=None) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device) of this process; under torchrun, joins its process group first.
+
+    CUDA processes use NCCL and the GPU numbered LOCAL_RANK; others use gloo (CPU).
+    """
+    dev = torch.device(device) if device is not None else config.device()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, dev
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), dev
+
+
+def _amp_dtype(amp, dev: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``dev``, or None for full precision."""
+    if amp is False or (amp is None and dev.type == "cpu"):
+        return None
+    if amp in ("bf16", "bfloat16", torch.bfloat16):
+        return torch.bfloat16
+    if amp in ("fp16", "float16", torch.float16):
+        return torch.float16
+    if amp is True or amp is None:
+        if dev.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if dev.type == "mps" else torch.bfloat16
+    raise ValueError(f"amp={amp!r} is not understood; use None (automatic), True, False, 'bf16' or 'fp16'")
+
+
+def _as_loader(data, *, batch_size: int, train: bool, device: torch.device, seed: int = 0,
+               channels_last: bool = False, rank: int = 0, world_size: int = 1, like=None):
+    """Batches of ``data``: a dataset goes into a TensorLoader on ``device``; loaders are used as given."""
+    if isinstance(data, tuple) and data[0].dtype != torch.uint8:  # float images, prepared by the caller
+        return DataLoader(TensorDataset(*data), batch_size=batch_size)
+    if isinstance(data, (ImageDataset, tuple)):
+        norm = {}
+        if isinstance(like, TensorLoader) and like.mean is not None:  # a val set gets the train set's normalization
+            norm = {"mean": like.mean.flatten().tolist(), "std": like.std.flatten().tolist()}
+        return TensorLoader(data, batch_size=batch_size, shuffle=train, device=device, seed=seed,
+                            channels_last=channels_last, rank=rank, world_size=world_size if train else 1, **norm)
+    if isinstance(data, TensorLoader):
+        return data.shard(rank, world_size) if train and data.world_size != world_size else data
+    if train and world_size > 1 and not isinstance(getattr(data, "sampler", None), DistributedSampler):
+        raise ValueError("under torchrun each process must train on its own share of the data: build the DataLoader "
+                         "with sampler=DistributedSampler(dataset), or pass the dataset itself and fit shards it.")
+    if hasattr(data, "__iter__") and hasattr(data, "__len__"):
+        return data
+    raise TypeError(f"cannot train or evaluate on a {type(data).__name__}; pass an ImageDataset, a TensorLoader, "
+                    "a DataLoader or an (images, labels) pair of tensors")
+
+
+def _all_labels(loader) -> torch.Tensor | None:
+    """Every label the loader will yield, where the data keeps them in one place (else None)."""
+    dataset = getattr(loader, "dataset", None)
+    for owner in (loader, dataset, getattr(dataset, "dataset", None)):
+        for name in ("labels", "targets"):
+            labels = getattr(owner, name, None)
+            if labels is not None and not callable(labels):
+                return torch.as_tensor(labels)
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) > 1:
+        return dataset.tensors[1]
+    return None
+
+
+def _label_error(labels: torch.Tensor, num_classes: int) -> ValueError:
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    return ValueError(f"labels must lie in [0, {num_classes}) for {num_classes} classes, but {len(bad)} do not "
+                      f"(min {labels.min().item()}, max {labels.max().item()}). Class indices start at 0: fix the "
+                      f"labels, or pass num_classes= with the true number of classes and build the model with as many outputs.")
+
+
+def _check_labels(loader, num_classes: int | None) -> int | None:
+    """The number of classes (given, else from the data's class names); all labels must be in range."""
+    classes = getattr(loader, "classes", None) or getattr(getattr(loader, "dataset", None), "classes", None)
+    if num_classes is None and classes:
+        num_classes = len(classes)
+    labels = _all_labels(loader)
+    if num_classes is not None and labels is not None and len(labels) \
+            and (labels.min() < 0 or labels.max() >= num_classes):
+        raise _label_error(labels, num_classes)
+    return num_classes
+
+
+@torch.no_grad()
+def _check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int | None) -> None:
+    """The first batch: the model's output width must equal the number of classes, and labels fit it."""
+    model.eval()  # one image in eval mode: no batch-norm statistics or dropout draws are touched
+    width = _logits(model(x[:1])).shape[-1]
+    model.train()
+    n = num_classes or width
+    if width != n:
+        raise ValueError(f"the model outputs {width} values per image but the data has {n} classes. Build the "
+                         f"model with num_classes={n} (e.g. cvlab.models.create(name, num_classes={n}, ...)) "
+                         f"or replace its last layer with one of {n} outputs.")
+    if y.dtype == torch.long and (y.min() < 0 or y.max() >= n):
+        raise _label_error(y.cpu(), n)
+
+
+def _to_device(x: torch.Tensor, dev: torch.device, channels_last: bool = False) -> torch.Tensor:
+    x = x.to(dev, non_blocking=True)
+    if x.dtype == torch.uint8:  # raw images from a DataLoader without a float transform
+        x = x.float().div_(255)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _logits(out):
+    """The logits of a model's output: the first element when a model returns several (e.g. DeiT's two heads)."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _hard_labels(targets):
+    """Class indices (B,) from targets: indices as they are, probabilities (B, C) by argmax."""
+    targets = targets[0] if isinstance(targets, (tuple, list)) else targets
+    return targets.argmax(1) if targets.ndim == 2 else targets
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device
