@@ -4,8 +4,9 @@
     train = cvlab.data.load("fashion_mnist", "train")
     print(cvlab.eda.summary(train))
 """
-from . import config, data, eda, plot
+from . import callbacks, checkpoint, config, data, eda, models, plot, recipes, schedules, train
 from .config import QUICK, device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["config", "data", "eda", "plot", "QUICK", "device", "seed_everything", "__version__"]
+__all__ = ["config", "data", "eda", "plot", "models", "train", "callbacks", "checkpoint", "schedules", "recipes",
+           "QUICK", "device", "seed_everything", "__version__"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["to_display", "show_images", "class_grid", "class_means"]
+__all__ = ["to_display", "show_images", "class_grid", "class_means", "history", "confusion_matrix"]
 
 
 def to_display(img) -> np.ndarray:
@@ -66,3 +66,50 @@ def class_means(dataset, *, size: float = 1.6):
     means = [dataset.images[dataset.labels == c].float().mean(0) / 255 for c in range(dataset.num_classes)]
     return show_images(means, dataset.classes, ncols=min(10, dataset.num_classes), size=size, cmap="gray",
                        suptitle="mean image per class")
+
+
+def history(hist: dict, *, size: float = 3.6):
+    """Training curves from :func:`cvlab.train.fit`'s history: loss, accuracy (train vs val) and learning rate."""
+    import matplotlib.pyplot as plt
+    epochs = hist["epoch"]
+    fig, axes = plt.subplots(1, 3, figsize=(3 * size, size * 0.8))
+    for ax, metric, title in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            values = hist.get(f"{split}_{metric}") or []
+            if values:
+                ax.plot(epochs[:len(values)], values, style, ms=3, label=split)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    axes[2].plot(epochs, hist["lr"], "-o", ms=3, color="tab:green")
+    axes[2].set_title("learning rate (last step of each epoch)")
+    axes[2].set_xlabel("epoch")
+    axes[2].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(labels, predictions, classes: Sequence[str], *, normalize: bool = True, size: float = 6.0):
+    """A confusion matrix: rows are true classes, columns predicted; ``normalize`` shows each row as fractions."""
+    import matplotlib.pyplot as plt
+    labels, predictions = torch.as_tensor(labels).long().cpu(), torch.as_tensor(predictions).long().cpu()
+    k = len(classes)
+    counts = torch.bincount(labels * k + predictions, minlength=k * k).reshape(k, k).float()  # (true, predicted)
+    shown = counts / counts.sum(1, keepdim=True).clamp(min=1) if normalize else counts
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(shown.numpy(), cmap="Blues", vmin=0)
+    for i in range(k):
+        for j in range(k):
+            value = shown[i, j].item()
+            text = f"{value:.2f}" if normalize else f"{int(value)}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if value > 0.5 * shown.max().item() else "black")
+    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = counts.diag().sum().item() / max(counts.sum().item(), 1)
+    ax.set_title(f"confusion matrix (accuracy {100 * accuracy:.2f}%)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,70 @@
+"""Convolutional networks, small enough to train on a laptop CPU.
+
+``small_resnet``: the residual CNN of the default Fashion-MNIST recipe (``cvlab.recipes``), built
+for 28-32 px images. The classic architectures live in ``classic.py``, ``resnet.py`` and ``mobilenet.py``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from . import register
+
+__all__ = ["SmallResNet", "small_resnet"]
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 convolution (no bias: batch norm adds its own), batch norm, GELU."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU())
+
+
+class Stage(nn.Module):
+    """Widen to ``c_out`` and halve the resolution, then one residual 3x3 convolution.
+
+    The convolution runs before the 2x2 max-pool, at full resolution, as in airbench: the most
+    accurate choice per FLOP for small images.
+    """
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.norm = nn.BatchNorm2d(c_out)
+        self.act = nn.GELU()
+        self.residual = conv_bn(c_out, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm(self.pool(self.conv(x))))  # (B, c_out, H/2, W/2)
+        return x + self.residual(x)
+
+
+class SmallResNet(nn.Module):
+    """A stem convolution, stages that each halve the resolution, global average pooling and a linear head.
+
+    At 28x28 the default widths give feature maps of 28 (stem), 14, 7 and 3 pixels.
+    """
+
+    def __init__(self, *, num_classes: int = 10, in_chans: int = 1, widths: tuple[int, ...] = (24, 32, 64, 128)):
+        super().__init__()
+        self.stem = conv_bn(in_chans, widths[0])
+        self.stages = nn.Sequential(*[Stage(c_in, c_out) for c_in, c_out in zip(widths, widths[1:])])
+        self.head = nn.Linear(widths[-1], num_classes)
+        self.num_features = widths[-1]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding: (B, in_chans, H, W) -> (B, widths[-1])."""
+        return self.stages(self.stem(x)).mean(dim=(2, 3))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@register
+def small_resnet(*, num_classes: int = 10, in_chans: int = 1, pretrained: bool = False, **kwargs) -> SmallResNet:
+    if pretrained:
+        raise ValueError("small_resnet has no pretrained weights: it trains from scratch in minutes "
+                         "(python -m cvlab train --model small_resnet); use pretrained=False.")
+    return SmallResNet(num_classes=num_classes, in_chans=in_chans, **kwargs)
