@@ -20,6 +20,15 @@ def to_display(img) -> np.ndarray:
     return img
 
 
+def _gray_limits(img: np.ndarray) -> dict:
+    """Fixed gray limits, so a dark image looks dark instead of being stretched to its own range."""
+    if img.dtype == np.uint8:
+        return {"vmin": 0, "vmax": 255}
+    if img.size and 0.0 <= img.min() and img.max() <= 1.0:
+        return {"vmin": 0.0, "vmax": 1.0}
+    return {}  # e.g. normalized values: let matplotlib scale them
+
+
 def show_images(images: Sequence, titles: Sequence[str] | None = None, *, ncols: int = 8,
                 size: float = 1.6, cmap: str = "gray", suptitle: str | None = None):
     """Draw a list of images in a grid with optional titles."""
@@ -27,11 +36,13 @@ def show_images(images: Sequence, titles: Sequence[str] | None = None, *, ncols:
     n = len(images)
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False)
+    height = size * nrows + (0.3 * nrows if titles is not None else 0) + (0.4 if suptitle else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, height), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
-            ax.imshow(to_display(images[k]), cmap=cmap)
+            img = to_display(images[k])
+            ax.imshow(img, cmap=cmap, **(_gray_limits(img) if img.ndim == 2 else {}))
             if titles is not None:
                 ax.set_title(titles[k], fontsize=8)
     if suptitle:
@@ -55,7 +66,7 @@ def class_grid(dataset, per_class: int = 8, *, seed: int = 0, size: float = 1.0)
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if k < len(picks):
-                ax.imshow(to_display(dataset.images[picks[k]]), cmap="gray")
+                ax.imshow(to_display(dataset.images[picks[k]]), cmap="gray", vmin=0, vmax=255)
         row[0].set_ylabel(dataset.classes[c], rotation=0, ha="right", va="center", fontsize=9)
     fig.tight_layout()
     return fig

@@ -105,5 +105,8 @@ def test_plots_draw_one_panel_per_item(sample):
     assert [ax.get_title() for ax in fig.axes] == sample.classes
     mean0 = fig.axes[0].images[0].get_array()
     np.testing.assert_allclose(mean0, sample.images[sample.labels == 0].float().mean(0)[0].numpy() / 255, rtol=1e-5)
-    fig = plot.show_images([sample.images[0], np.zeros((4, 4, 3))], ["a", "b"])
-    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    dark = sample.images[0] // 4
+    fig = plot.show_images([dark, np.zeros((4, 4, 3)), dark.float() / 255], ["a", "b", "c"])
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
+    assert fig.axes[0].images[0].get_clim() == (0, 255), "a dark uint8 image is not stretched to its own range"
+    assert fig.axes[2].images[0].get_clim() == (0.0, 1.0)
