@@ -4,9 +4,9 @@
     train = cvlab.data.load("fashion_mnist", "train")
     print(cvlab.eda.summary(train))
 """
-from . import callbacks, checkpoint, config, data, eda, models, plot, recipes, schedules, train
+from . import augment, callbacks, checkpoint, config, data, eda, image, models, plot, recipes, schedules, train, widgets
 from .config import QUICK, device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["config", "data", "eda", "plot", "models", "train", "callbacks", "checkpoint", "schedules", "recipes",
-           "QUICK", "device", "seed_everything", "__version__"]
+__all__ = ["config", "data", "eda", "image", "augment", "widgets", "plot", "models", "train", "callbacks", "checkpoint",
+           "schedules", "recipes", "QUICK", "device", "seed_everything", "__version__"]
