@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["LayerStats", "Summary", "summary", "latency"]
@@ -162,7 +161,7 @@ def summary(model: nn.Module, input_size: tuple[int, ...], *, device: str | torc
 
 
 def latency(model: nn.Module, input_size: tuple[int, ...], device: str | torch.device | None = None, *,
-            min_run_time: float = 1.0, num_threads: int | None = None) -> benchmark.Measurement:
+            min_run_time: float = 1.0, num_threads: int | None = None) -> torch.utils.benchmark.Measurement:
     """Time ``model``'s forward pass on a ``input_size`` batch with ``torch.utils.benchmark``.
 
     Returns the ``Measurement`` (``.median`` and ``.mean`` in seconds; it prints nicely). The model runs in
@@ -170,6 +169,8 @@ def latency(model: nn.Module, input_size: tuple[int, ...], device: str | torch.d
     ``torch.utils.benchmark`` synchronises CUDA for us. Afterwards the model is back on its own device and
     mode. CPU timing uses all of torch's threads unless ``num_threads`` says otherwise.
     """
+    from torch.utils import benchmark  # imported here: it pulls in the C++ extension toolchain, slow and noisy at import
+
     from .. import config
 
     device = torch.device(device) if device is not None else config.device()
