@@ -29,8 +29,9 @@ test-notebooks: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
 
+# Speed targets: each script prints RESULT lines, headline last (see README, Benchmarks).
 bench: $(STAMP)
-	$(PY) benchmarks/loader.py
+	for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 sample: $(STAMP)
 	$(PY) datasets/make_fashion_mnist_sample.py
