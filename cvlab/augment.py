@@ -212,7 +212,7 @@ def _geometric(h, w, c, *, rotate=15, scale=0.1, translate=0.1, shear=0, perspec
     "brightness": (0.0, 0.8, 0.05), "contrast": (0.0, 0.8, 0.05), "hue": (0, 90, 5), "saturation": (0, 120, 5),
     "gamma": (0.0, 0.8, 0.05), "noise": (0.0, 0.3, 0.01), "blur": (0.0, 4.0, 0.25), "p": (0.0, 1.0, 0.1)})
 def _photometric(h, w, c, *, brightness=0.2, contrast=0.2, hue=10, saturation=30, gamma=0.2, noise=0.05, blur=1.0, p=0.5):
-    """Each with probability ``p``: brightness, contrast ± fractions; hue ±``hue`` degrees and saturation
+    """Each with probability ``p``: brightness, contrast ± fractions; hue ±``hue`` in OpenCV hue units (2° each: hue=10 shifts up to ±20°) and saturation
     ±``saturation`` (of 255; RGB only, left out for gray); gamma 1 ± ``gamma``; Gaussian noise, std up to
     ``noise`` of the range; Gaussian blur, sigma up to ``blur`` pixels."""
     A = _albu()
