@@ -13,6 +13,8 @@ import math
 import time
 from pathlib import Path
 
+from .checkpoint import save_checkpoint
+
 __all__ = ["StopTraining", "EarlyStopping", "Checkpoint", "Progress"]
 
 
@@ -65,7 +67,7 @@ class Checkpoint:
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def _save(self, state, path: Path) -> None:
-        from .checkpoint import save_checkpoint
+        state.check_loss()  # on every rank, so that all stop together at a NaN
         if state.rank == 0:
             save_checkpoint(path, state)
 

@@ -135,6 +135,9 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, optimizer="nesterov",
                             channels_last=channels_last) if val is not None else None
     num_classes = _check_labels(loader, num_classes)
     batches = len(loader)
+    if batches == 0:
+        raise ValueError(f"the training data yields no batches ({len(getattr(loader, 'labels', []))} images, batch size "
+                         f"{getattr(loader, 'batch_size', '?')}, drop_last); use a smaller batch size or more data.")
     steps_per_epoch = math.ceil(batches / accumulate)
     opt = make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler, interval = make_scheduler(schedule, opt, epochs=epochs, steps_per_epoch=steps_per_epoch, warmup=warmup)
@@ -194,7 +197,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, optimizer="nesterov",
                 if scheduler is not None and interval == "step":
                     scheduler.step()
                 state.step, state.batch = state.step + 1, i + 1
-                if state.step % 25 == 0:
+                if state.step % 25 == 0:  # reading the loss waits for the device: not every step
                     state.check_loss()
                 _call(callbacks, "on_step_end", state)
 

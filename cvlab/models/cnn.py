@@ -14,8 +14,8 @@ __all__ = ["SmallResNet", "small_resnet"]
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
-    """3x3 convolution (no bias: batch norm adds its own), batch norm, GELU."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU())
+    """3x3 convolution (no bias: batch norm adds its own), batch norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class Stage(nn.Module):
@@ -30,7 +30,7 @@ class Stage(nn.Module):
         self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
         self.norm = nn.BatchNorm2d(c_out)
-        self.act = nn.GELU()
+        self.act = nn.ReLU(inplace=True)
         self.residual = conv_bn(c_out, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,7 @@ class SmallResNet(nn.Module):
     At 28x28 the default widths give feature maps of 28 (stem), 14, 7 and 3 pixels.
     """
 
-    def __init__(self, *, num_classes: int = 10, in_chans: int = 1, widths: tuple[int, ...] = (24, 32, 64, 128)):
+    def __init__(self, *, num_classes: int = 10, in_chans: int = 1, widths: tuple[int, ...] = (8, 32, 64, 128)):
         super().__init__()
         self.stem = conv_bn(in_chans, widths[0])
         self.stages = nn.Sequential(*[Stage(c_in, c_out) for c_in, c_out in zip(widths, widths[1:])])
