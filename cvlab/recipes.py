@@ -15,7 +15,7 @@ from . import config, data as cvdata, models, train
 
 __all__ = ["FASHION_MNIST", "QUICK_SIZES", "run", "cpu_amp"]
 
-# The default recipe: a small residual CNN tuned to be fast on CPU (its time to 93% is not yet measured to target).
+# The default recipe: a small residual CNN tuned to be fast on CPU; benchmarks/time_to_accuracy.py times it to 93%.
 FASHION_MNIST = dict(
     model="small_resnet",
     epochs=10,
