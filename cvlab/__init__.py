@@ -5,8 +5,9 @@
     print(cvlab.eda.summary(train))
 """
 from . import augment, callbacks, checkpoint, config, data, eda, image, models, plot, recipes, schedules, train, widgets
+from . import cache, checks  # lesson 08: the debugging checklist, the decode-once image cache
 from .config import QUICK, device, seed_everything
 
 __version__ = "0.1.0"
 __all__ = ["config", "data", "eda", "image", "augment", "widgets", "plot", "models", "train", "callbacks", "checkpoint",
-           "schedules", "recipes", "QUICK", "device", "seed_everything", "__version__"]
+           "schedules", "recipes", "checks", "cache", "QUICK", "device", "seed_everything", "__version__"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["to_display", "show_images", "class_grid", "class_means", "history", "confusion_matrix"]
+__all__ = ["to_display", "show_images", "class_grid", "class_means", "history", "confusion_matrix", "lr_find"]
 
 
 def to_display(img) -> np.ndarray:
@@ -122,5 +122,25 @@ def confusion_matrix(labels, predictions, classes: Sequence[str], *, normalize: 
     ax.set_ylabel("true")
     accuracy = counts.diag().sum().item() / max(counts.sum().item(), 1)
     ax.set_title(f"confusion matrix (accuracy {100 * accuracy:.2f}%)")
+    fig.tight_layout()
+    return fig
+
+
+def lr_find(result, *, size: float = 4.0):
+    """The learning-rate range test of :func:`cvlab.checks.lr_find`: loss vs learning rate (log scale), suggestion marked."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(1.5 * size, size))
+    ax.plot(result.lrs, result.raw_losses, color="tab:blue", alpha=0.25, lw=1, label="loss per batch")
+    ax.plot(result.lrs, result.losses, color="tab:blue", lw=2, label="smoothed")
+    ax.axvline(result.lr_min_loss, color="tab:red", ls=":", label=f"lowest loss at {result.lr_min_loss:.3g}")
+    ax.axvline(result.suggestion, color="tab:green", ls="--", label=f"suggested {result.suggestion:.3g}")
+    ax.set_xscale("log")
+    finite = np.asarray(result.losses)[np.isfinite(result.losses)]
+    ax.set_ylim(finite.min() * 0.9, min(finite.max(), 2 * finite[0]) * 1.05)  # the blow-up would squash the rest
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("learning-rate range test")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
