@@ -51,5 +51,6 @@ def create(name: str, *, num_classes: int = 1000, in_chans: int = 3, pretrained:
 
 # The zoo's families register their builders on import; profile and pretrained add the helpers.
 from . import classic, cnn, mobilenet, pretrained, resnet, vit  # noqa: E402
+from . import autoencoder  # noqa: E402  (anomaly detection; not in the registry: it outputs images)
 from .pretrained import data_config, eval_transform, imagenet_classes  # noqa: E402
 from .profile import latency, summary  # noqa: E402
