@@ -8,6 +8,7 @@ from . import augment, callbacks, checkpoint, config, data, eda, image, models, 
 from . import cache, checks  # lesson 08: the debugging checklist, the decode-once image cache
 from . import ensemble, explain, imbalance, metrics  # lesson 09: metrics, imbalance, ensembles, explanations
 from . import distill  # lesson 06: distillation losses and the frozen teacher
+from . import transfer  # lesson 07: freezing, heads, per-block learning rates, features
 from .config import QUICK, device, seed_everything
 
 __version__ = "0.1.0"
