@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DecodeCache", "CacheStats", "cached_image_folder"]
+__all__ = ["DecodeCache", "CacheStats", "decode", "cached_image_folder"]
 
 
 @dataclass
@@ -65,9 +65,9 @@ class DecodeCache:
     @staticmethod
     def key(path: str | Path) -> tuple[str, int, int]:
         """(absolute path, modification time in ns, size in bytes): any change to the file changes the key."""
-        p = Path(path).resolve()
+        p = os.path.abspath(path)  # not resolve(): one stat per lookup, no walk through every parent folder
         st = os.stat(p)
-        return str(p), st.st_mtime_ns, st.st_size
+        return p, st.st_mtime_ns, st.st_size
 
     def _npy(self, key: tuple) -> Path:
         return self.folder / (hashlib.sha1(repr(key).encode()).hexdigest() + ".npy")

@@ -109,8 +109,8 @@ def overfit_batch(model: nn.Module, batch, steps: int = 200, *, lr: float = 1e-3
     """
     dev = _model_device(model)
     # All of a dataset or pair is the batch; a loader gives its first batch.
-    n = len(batch[1]) if isinstance(batch, tuple) else len(batch) if isinstance(batch, ImageDataset) else 1
-    x, y = _first_batch(batch, n, dev)
+    size = len(batch[1]) if isinstance(batch, tuple) else len(batch) if isinstance(batch, ImageDataset) else 1
+    x, y = _first_batch(batch, size, dev)
     net = copy.deepcopy(model).train()
     for m in net.modules():  # no regularization: dropout off, batch norm still uses batch statistics
         if isinstance(m, _DROPOUT):
@@ -121,7 +121,7 @@ def overfit_batch(model: nn.Module, batch, steps: int = 200, *, lr: float = 1e-3
         raise ValueError("the model has no trainable parameters (every requires_grad is False); unfreeze some "
                          "with p.requires_grad_(True) before overfitting a batch.")
     opt = make_optimizer(optimizer, trainable, lr=lr, weight_decay=0.0)
-    losses, accuracy, reached, zero_grad = [], 0.0, None, []
+    losses, accuracy, reached, first_zero, last_zero = [], 0.0, None, [], []
     for step in range(1, steps + 1):
         out = _logits(net(x))
         loss = F.cross_entropy(out, y)
@@ -134,36 +134,47 @@ def overfit_batch(model: nn.Module, batch, steps: int = 200, *, lr: float = 1e-3
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if step == 1:
-            zero_grad = [n for n, p in named if p.requires_grad and (p.grad is None or not p.grad.any())]
+        last_zero = [n for n, p in named if p.requires_grad and (p.grad is None or not p.grad.any())]
+        first_zero = last_zero if step == 1 else first_zero
         opt.step()
     summary = (f"{len(y)} images, accuracy {accuracy:.0%} after {len(losses) - 1} steps (loss {losses[0]:.3f} -> "
                f"{losses[-1]:.3f})" + (f": learnt by heart in {reached} steps" if reached is not None else ""))
-    causes = [] if reached is not None else _overfit_causes(named, zero_grad, losses, lr)
+    causes = [] if reached is not None else _overfit_causes(named, first_zero, last_zero, losses, lr)
     return CheckResult("overfit one batch", reached is not None, summary, causes,
                        {"accuracy": accuracy, "steps": reached, "losses": losses})
 
 
-def _overfit_causes(named: list, zero_grad: list[str], losses: list[float], lr: float) -> list[str]:
+def _overfit_causes(named: list, first_zero: list[str], last_zero: list[str], losses: list[float],
+                    lr: float) -> list[str]:
     """Why a batch was not learnt: the notes' list, with the evidence this run gives for each."""
     causes = []
     frozen = [n for n, p in named if not p.requires_grad]
     if frozen:
         causes.append(f"{len(frozen)} of {len(named)} parameter tensors are frozen (requires_grad=False): "
-                      f"{', '.join(frozen[:4])}{' ...' if len(frozen) > 4 else ''}. Unfreeze them")
-    if zero_grad:
-        causes.append(f"{len(zero_grad)} trainable tensors got an exactly zero gradient: {', '.join(zero_grad[:4])}. "
-                      "A layer before them outputs zeros (zero or frozen weights, dead ReLUs) or they are not "
-                      "connected to the loss")
+                      f"{_names(frozen)}. Unfreeze them")
+    if first_zero:
+        causes.append(f"{len(first_zero)} trainable tensors got an exactly zero gradient from the start: "
+                      f"{_names(first_zero)}. A layer before them outputs zeros (zero or frozen weights) or they "
+                      "are not connected to the loss")
+    died = [n for n in last_zero if n not in first_zero]
+    if died:
+        causes.append(f"{len(died)} tensors' gradients became exactly zero during training ({_names(died)}): their "
+                      f"units died (ReLUs that output 0 for every image), typically after steps too large: lower the "
+                      f"learning rate (it is {lr:g}; try {lr / 10:g})")
     if not math.isfinite(losses[-1]) or losses[-1] > 1.5 * losses[0]:
         causes.append(f"the loss exploded: lower the learning rate (it is {lr:g}; try {lr / 10:g}) and check the "
                       "initialization; a very deep plain network also explodes (add normalization or skips)")
     elif losses[-1] > 0.5 * losses[0]:
-        causes.append(f"the loss barely moved: raise the learning rate (it is {lr:g}; try {lr * 10:g}) or the steps; "
-                      "then look for bugs: activations, the model's wiring, zero_grad/backward/step")
+        causes.append(f"the loss barely moved: the learning rate may be off (it is {lr:g}: too small moves nothing, "
+                      f"too large bounces or kills units; try {lr * 10:g} and {lr / 10:g}, or run lr_find), or too "
+                      "few steps; then look for bugs: activations, the model's wiring, zero_grad/backward/step")
     else:
         causes.append("the loss fell but not to zero: more steps, or a model with more capacity")
     return causes
+
+
+def _names(names: list[str], most: int = 4) -> str:
+    return ", ".join(names[:most]) + (" ..." if len(names) > most else "")
 
 
 # ---------------------------------------------------------------------------------------------

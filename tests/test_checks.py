@@ -106,6 +106,14 @@ def test_overfit_batch_fails_with_a_frozen_dead_layer_and_names_it(fmnist):
     assert "1.weight" in text
 
 
+def test_overfit_batch_reports_units_that_die_at_a_rate_too_high(fmnist):
+    check = overfit_batch(tiny_cnn(), fmnist.take(range(64)), steps=100, lr=1.0)
+    assert not check.passed
+    died = next(c for c in check.causes if "died" in c)
+    assert "became exactly zero during training" in died and "try 0.1" in died
+    assert not any("frozen" in c or "from the start" in c for c in check.causes)  # nothing was wrong at step 1
+
+
 def test_overfit_batch_takes_a_pair_of_tensors(fmnist):
     x, y = fmnist.images[:32].float() / 255, fmnist.labels[:32]
     check = overfit_batch(tiny_cnn(), (x, y), steps=300, lr=1e-2)
