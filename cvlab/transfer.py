@@ -279,7 +279,10 @@ class InputAdapter(nn.Module):
     them without mean/std, and works on whole batches (one interpolate call), so 28 px Fashion-MNIST
     goes straight into ``fit``/``evaluate``. ``size`` defaults to the weights' input size; mean, std
     and interpolation come from the weights' config (timm's ``resolve_data_config``): for
-    EfficientNet-Lite0 that is mean = std = 0.5, not the usual ImageNet statistics.
+    EfficientNet-Lite0 that is mean = std = 0.5, not the usual ImageNet statistics. The prepared batch
+    takes the memory format of the network's first convolution, so after
+    ``model.to(memory_format=torch.channels_last)`` (or ``fit(..., channels_last=True)``) the
+    convolutions get channels-last input, several times faster on CPUs, with no conversion per layer.
     """
 
     def __init__(self, model: nn.Module, *, size: int | tuple[int, int] | None = None):
@@ -299,7 +302,12 @@ class InputAdapter(nn.Module):
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # gray: the same value in R, G and B
         if tuple(x.shape[-2:]) != self.size:
             x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False, antialias=True)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last() else x
+
+    def _channels_last(self) -> bool:
+        conv = next((p for p in self.model.parameters() if p.ndim == 4), None)  # (out, in, kh, kw)
+        return conv is not None and not conv.is_contiguous() and conv.is_contiguous(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.prepare(x))

@@ -240,6 +240,10 @@ def test_input_adapter_equals_torchvision_image_by_image(lite0, fmnist):
         ref = TF.normalize(ref, list(cfg["mean"]), list(cfg["std"]))
         torch.testing.assert_close(ours[i], ref, atol=1e-5, rtol=1e-5)
     assert transfer.InputAdapter(lite0).size == (224, 224)  # the weights' own input size by default
+    assert not ours.is_contiguous(memory_format=torch.channels_last)
+    fast = transfer.InputAdapter(copy.deepcopy(lite0), size=64).to(memory_format=torch.channels_last)
+    prepared = fast.prepare(x)  # follows the network's memory format, so its convolutions need no conversion
+    assert prepared.is_contiguous(memory_format=torch.channels_last) and torch.equal(prepared, ours)
 
 
 @pytest.fixture(scope="module")
