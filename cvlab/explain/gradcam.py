@@ -135,9 +135,10 @@ def overlay(image, cam, *, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
 
 
 def plot_gradcam(images, cams, titles: Sequence[str] | None = None, *, alpha: float = 0.5, ncols: int = 8,
-                 size: float = 1.6):
+                 size: float = 1.6, suptitle: str | None = None):
     """Each image with its Grad-CAM overlay, in a grid."""
-    return show_images([overlay(img, cam, alpha=alpha) for img, cam in zip(images, cams)], titles, ncols=ncols, size=size)
+    return show_images([overlay(img, cam, alpha=alpha) for img, cam in zip(images, cams)], titles, ncols=ncols,
+                       size=size, suptitle=suptitle)
 
 
 @torch.no_grad()
