@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..plot import show_images
-from .gradcam import overlay
+from .gradcam import _normalize, overlay
 
 __all__ = ["attention_maps", "rollout", "head_maps", "attention_rollout", "upsample", "plot_attention"]
 
@@ -90,10 +90,7 @@ def attention_rollout(model: nn.Module, images: torch.Tensor, *, token: int = 0,
 
 def upsample(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Patch-grid maps (B, h, w) -> image-sized maps (B, H, W), bilinear, each scaled to [0, 1]."""
-    maps = F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
-    low = maps.amin((1, 2), keepdim=True)
-    high = maps.amax((1, 2), keepdim=True)
-    return (maps - low) / (high - low + 1e-7)
+    return _normalize(F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0])
 
 
 def plot_attention(images, maps, titles: Sequence[str] | None = None, *, alpha: float = 0.5, ncols: int = 8,
