@@ -32,7 +32,11 @@ QUICK_SIZES = dict(n_train=2_000, n_test=1_000, epochs=2, batch_size=64)
 
 
 def cpu_amp() -> str | bool:
-    """bf16 on CPUs that compute it natively (AVX512-BF16 or AMX), where it is about twice as fast; else off."""
+    """bf16 on CPUs that compute it natively (AVX512-BF16 or AMX), where convolutions are faster with it; else off.
+
+    A rule of thumb for the course's CNNs, not for every network: on the same CPU a small ViT can train
+    slower in bf16 (lesson 06 measures it). ``cvlab.models.train_step_time(model, x, y, amp=...)`` tells.
+    """
     native = [getattr(torch.cpu, f, lambda: False) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return "bf16" if any(f() for f in native) else False
 

@@ -8,7 +8,7 @@ import torch.nn as nn
 import torchvision
 
 from cvlab import models
-from cvlab.models import summary, latency
+from cvlab.models import latency, summary, train_step_time
 
 ZOO = ["lenet5", "alexnet", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50",
        "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0"]
@@ -257,3 +257,26 @@ def test_latency():
     model = models.create("lenet5", num_classes=10, in_chans=1).train()
     m = latency(model, (1, 1, 32, 32), "cpu", min_run_time=0.05)
     assert 0 < m.median < 1 and model.training
+
+
+def test_train_step_time_leaves_the_model_alone():
+    model = models.create("lenet5", num_classes=10, in_chans=1).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    for amp in (False, "bf16"):
+        seconds = train_step_time(model, x, y, amp=amp, steps=3)
+        assert 0 < seconds < 5
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="steps=0"):
+        train_step_time(model, x, y, steps=0)
+    with pytest.raises(ValueError, match="amp='half'"):
+        train_step_time(model, x, y, amp="half")
+
+
+def test_train_step_time_measures_the_work():
+    # 32 times the batch is measurably slower: the timer times the step, not a constant overhead.
+    model = models.create("small_resnet", num_classes=10, in_chans=1)
+    small = train_step_time(model, torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)), steps=3)
+    large = train_step_time(model, torch.randn(256, 1, 28, 28), torch.randint(0, 10, (256,)), steps=3)
+    assert large > 2 * small

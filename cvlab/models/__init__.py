@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
-__all__ = ["register", "create", "list_models", "summary", "latency", "data_config", "eval_transform",
+__all__ = ["register", "create", "list_models", "summary", "latency", "train_step_time", "data_config", "eval_transform",
            "imagenet_classes"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -53,4 +53,4 @@ def create(name: str, *, num_classes: int = 1000, in_chans: int = 3, pretrained:
 from . import classic, cnn, mobilenet, pretrained, resnet, vit  # noqa: E402
 from . import autoencoder  # noqa: E402  (anomaly detection; not in the registry: it outputs images)
 from .pretrained import data_config, eval_transform, imagenet_classes  # noqa: E402
-from .profile import latency, summary  # noqa: E402
+from .profile import latency, summary, train_step_time  # noqa: E402

@@ -5,6 +5,7 @@
     s.total_params, s.total_flops            # numbers to compare models by
     plt.bar([r.name for r in s.layers], [r.flops for r in s.layers])  # or s.records() for pandas
     cvlab.models.latency(model, (1, 3, 224, 224), "cpu").median       # seconds per forward pass
+    cvlab.models.train_step_time(model, x, y, amp="bf16")              # seconds per training step
 
 FLOPs are PyTorch's own count (``torch.utils.flop_counter``): convs and matrix products only, one
 multiply-add = 2 FLOPs; batch norm, activations and pooling count 0. Activation memory is the size
@@ -13,14 +14,17 @@ input, so it is counted again: read the total as an upper bound on what training
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["LayerStats", "Summary", "summary", "latency"]
+__all__ = ["LayerStats", "Summary", "summary", "latency", "train_step_time"]
 
 
 @dataclass
@@ -189,3 +193,43 @@ def latency(model: nn.Module, input_size: tuple[int, ...], device: str | torch.d
             return timer.blocked_autorange(min_run_time=min_run_time)
     finally:
         model.to(home).train(was_training)
+
+
+def train_step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, amp=False, steps: int = 5,
+                    device: str | torch.device | None = None) -> float:
+    """Median seconds of one training step on the batch ``(x, y)``: forward, cross-entropy, backward, SGD update.
+
+    Runs on a copy of ``model`` (the model itself is not touched) on ``device`` (default: the model's own),
+    after two warm-up steps; ``amp`` is understood as by :func:`cvlab.train.fit`, and a model that returns
+    several outputs (DeiT while distilling) is scored on the first. Use it to decide things
+    a rule of thumb gets wrong, e.g. whether bf16 autocast speeds up *this* network on *this* CPU: a CPU
+    with native bf16 trains a small CNN faster with it, and can train a small ViT slower.
+    """
+    from ..train import _amp_dtype, _logits, _model_device
+
+    if steps < 1:
+        raise ValueError(f"steps={steps}: time at least one step")
+    device = torch.device(device) if device is not None else _model_device(model)
+    net = copy.deepcopy(model).to(device).train()
+    x, y = x.to(device), y.to(device)
+    dtype = _amp_dtype(amp, device)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = F.cross_entropy(_logits(net(x)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    step(), step()  # warm-up: allocation, kernel selection
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
