@@ -10,12 +10,14 @@
     feats, labels = extract_features(model, train)   # pooled pre-classifier features (N, 1280)
     probe = linear_probe(feats, labels)              # scikit-learn: probe.score(test_feats, test_labels)
 
-A network is split into **blocks** in the order data flows through it: for timm models the stages
-of ``model.group_matcher(coarse=True)`` (the grouping timm itself uses for layer-wise learning-rate
-decay), for other models their top-level modules; the classifier (``get_classifier()``, else the
-last ``nn.Linear``) is always the last block on its own. Every parameter belongs to exactly one
-block. Freezing sets ``requires_grad``: a frozen block's batch-norm layers still use batch
-statistics and update their running averages in train mode, which lets them follow the new data.
+A network is split into **blocks** in the order data flows through it: for timm models (and cvlab's
+ViTs) the stages of ``model.group_matcher(coarse=True)`` (the grouping timm itself uses for layer-wise
+learning-rate decay), for other models their top-level modules; the classifier (``get_classifier()``,
+else the last ``nn.Linear``) is always the last block on its own. A DeiT's classifier is both its
+heads, class and distillation, as timm's ``get_classifier()`` returns them: they are replaced, frozen
+and trained together. Every parameter belongs to exactly one block. Freezing sets ``requires_grad``:
+a frozen block's batch-norm layers still use batch statistics and update their running averages in
+train mode, which lets them follow the new data.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def _network(model: nn.Module) -> nn.Module:
 
 
 def _head_modules(net: nn.Module) -> list[nn.Module]:
-    """The classifier: timm's ``get_classifier()`` (one module or several), else the last ``nn.Linear``."""
+    """The classifier: timm's ``get_classifier()`` (one module, or a DeiT's two heads), else the last Linear."""
     if hasattr(net, "get_classifier"):
         head = net.get_classifier()
         return list(head) if isinstance(head, (tuple, list)) else [head]
@@ -174,11 +176,17 @@ def unfreeze(model: nn.Module, down_to: str | int | None = None) -> nn.Module:
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """A new, trainable classifier with ``num_classes`` outputs (timm's ``reset_classifier``, else the last Linear)."""
+    """A new, trainable classifier with ``num_classes`` outputs (timm's ``reset_classifier``, else the last Linear).
+
+    A DeiT gets two, class and distillation head. The model's ``cvlab_spec`` (from ``cvlab.models.create``)
+    is updated, so a checkpoint of the fine-tuned model rebuilds it with the new number of classes.
+    """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive whole number; got {num_classes!r}. For pooled features "
                          "without a classifier use cvlab.transfer.extract_features(model, data).")
     net = _network(model)
+    if getattr(net, "cvlab_spec", None) is not None:
+        net.cvlab_spec = {**net.cvlab_spec, "num_classes": num_classes}
     if hasattr(net, "reset_classifier"):
         net.reset_classifier(num_classes)
         return model

@@ -138,6 +138,49 @@ def test_replace_head_gives_a_new_trainable_classifier(lite0):
     assert lenet(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
 
 
+def deit(kind: str) -> nn.Module:
+    torch.manual_seed(0)
+    kwargs = dict(num_classes=10, img_size=32, depth=2)  # DeiT-Tiny's shapes, two blocks, 2x2 patches
+    if kind == "timm":  # timm's own DeiT: get_classifier() returns (head, head_dist) there too
+        return timm.create_model("deit_tiny_distilled_patch16_224", **kwargs)
+    return cvlab.models.create("deit_tiny_distilled_patch16_224", **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["cvlab", "timm"])
+def test_a_deits_classifier_is_both_heads(kind):
+    # Regression: the last nn.Linear, head_dist, was taken for the classifier and the class head left frozen.
+    model = deit(kind)
+    bl = transfer.blocks(model)
+    assert bl[-1].name == "head+head_dist" and set(bl[-1].params) == starting(model, "head", "head_dist")
+    assert "dist_token" in bl[0].params  # an input-side token, frozen with the embeddings
+    transfer.freeze(model)
+    assert trainable(model) == starting(model, "head", "head_dist")
+
+    transfer.freeze(model, up_to=len(bl))  # everything frozen, then a new task
+    transfer.replace_head(model, 5)
+    assert model.head.out_features == model.head_dist.out_features == model.num_classes == 5
+    assert trainable(model) == starting(model, "head", "head_dist")
+    model.set_distilled_training(True)
+    logits, logits_dist = model.train()(torch.randn(2, 3, 32, 32))
+    assert logits.shape == logits_dist.shape == (2, 5)
+    (logits.sum() + logits_dist.sum()).backward()
+    assert {n for n, p in model.named_parameters() if p.grad is not None} == starting(model, "head", "head_dist")
+
+    model.set_distilled_training(False)
+    feats, _ = transfer.extract_features(model, (torch.randn(3, 3, 32, 32), torch.zeros(3)))
+    assert feats.shape == (3, model.num_features)  # the mean of the class and distillation tokens, as timm
+
+
+def test_a_deits_pre_logits_are_timms():
+    ours, theirs = deit("cvlab").eval(), deit("timm").eval()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens = ours.forward_features(x)
+        torch.testing.assert_close(ours.forward_head(tokens, pre_logits=True),
+                                   theirs.forward_head(theirs.forward_features(x), pre_logits=True), atol=1e-5, rtol=0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Parameter groups and schedules
 # ---------------------------------------------------------------------------------------------

@@ -106,6 +106,49 @@ def test_other_image_sizes_resample_the_position_embeddings_as_timm_does():
         torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=0)
 
 
+def test_timms_training_keywords_drop_as_timm_does():
+    # drop_rate (before the head) and drop_path_rate (stochastic depth, rising over the blocks): the same
+    # random draws as timm's, so with the same seed training-mode outputs agree.
+    torch.manual_seed(0)
+    model = models.create("vit_tiny_patch16_224", drop_rate=0.2, drop_path_rate=0.3, depth=4)
+    reference = timm.create_model("vit_tiny_patch16_224", drop_rate=0.2, drop_path_rate=0.3, depth=4,
+                                  dynamic_img_size=True)
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(4, 3, 64, 64)
+    torch.manual_seed(1)
+    expected = reference.train()(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(model.train()(x), expected, atol=1e-5, rtol=0)
+    assert not torch.equal(model(x), expected)  # other draws, other paths dropped
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), reference.eval()(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", TIMM_NAMES)
+def test_pretrained_loads_timms_weights(monkeypatch, name):
+    made, create_model = {}, timm.create_model
+
+    def fake_create_model(model_name, pretrained=False, **kwargs):  # timm's download, without the internet
+        assert model_name == name and pretrained
+        torch.manual_seed(1)
+        made["model"] = randomize_(create_model(model_name, **kwargs))
+        return made["model"]
+
+    monkeypatch.setattr(timm, "create_model", fake_create_model)
+    model = models.create(name, num_classes=10, in_chans=1, pretrained=True)
+    reference = made["model"]
+    assert reference.num_classes == 10 and reference.patch_embed.proj.in_channels == 1  # timm fits the weights
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+    assert "pretrained" not in model.cvlab_spec["kwargs"]  # a checkpoint holds the weights
+
+    def offline(*args, **kwargs):
+        raise OSError("no internet here")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(RuntimeError, match="could not fetch timm's pretrained weights.*efficientnet_lite0"):
+        models.create(name, pretrained=True)
+
+
 # --- the small variants and DeiT's two heads --------------------------------------------------------
 
 @pytest.mark.parametrize("name, prefix", [("vit_tiny_28", 1), ("vit_small_28", 1), ("deit_tiny_28", 2)])

@@ -7,13 +7,16 @@ Module names follow torchvision's ``alexnet`` and ``vgg*``, so a torchvision sta
 
 ``small_input=True`` builds the form for 28-32 px images (Fashion-MNIST, CIFAR) that the lessons use;
 the default is the reference (ImageNet, 224 px) form. Each network is a ``ConvNet`` (``layers.py``):
-``features`` -> ``avgpool`` -> ``classifier``, with ``forward_features`` giving the feature maps.
+``features`` -> ``avgpool`` -> ``classifier``, with timm's interface: ``forward_features`` gives the feature
+maps, ``forward_head(x, pre_logits=True)`` what the last linear sees, ``get_classifier`` that linear.
 
 - LeNet-5: C1 pads by 2, so a 28 px image gives the 28x28 C1 map the paper got from 32 px.
 - AlexNet: a 3x3 stride-1 stem instead of 11x11 stride 4, and a 1024-wide classifier.
 - VGG: the last max-pool goes (28 px survives four halvings, not five) and the classifier is 512 wide.
 
-The names shadow timm's ``vgg11``, ``vgg16``...; timm's versions stay reachable through ``timm.create_model``.
+The names shadow timm's ``vgg11``, ``vgg16``...: the builders take timm's ``num_classes``, ``in_chans``,
+``pretrained`` (torchvision's weights), ``drop_rate`` and ``global_pool="avg"``; timm's versions (other
+module names) stay reachable through ``timm.create_model``.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ class LeNet5(ConvNet):
             nn.Linear(120, 84), nn.Tanh(),          # F6
             nn.Linear(84, num_classes),
         )
+        self.num_features, self.head_hidden_size = 16, 84
 
 
 class AlexNet(ConvNet):
@@ -73,6 +77,7 @@ class AlexNet(ConvNet):
             nn.Dropout(drop_rate), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
+        self.num_features, self.head_hidden_size = 256, hidden
 
 
 # Numbers are the widths of 3x3 convs, "M" a 2x2 max-pool that halves the map (the paper's table 1).
@@ -111,6 +116,7 @@ class VGG(ConvNet):
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
             nn.Linear(hidden, num_classes),
         )
+        self.num_features, self.head_hidden_size = channels, hidden
         init_weights(self)
 
 

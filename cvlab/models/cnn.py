@@ -1,7 +1,9 @@
 """Convolutional networks, small enough to train on a laptop CPU.
 
 ``small_resnet``: the residual CNN of the default Fashion-MNIST recipe (``cvlab.recipes``), built
-for 28-32 px images. The classic architectures live in ``classic.py``, ``resnet.py`` and ``mobilenet.py``.
+for 28-32 px images, with timm's interface (``forward_features`` gives maps, ``forward_head``,
+``get_classifier``, ``reset_classifier``). The classic architectures live in ``classic.py``, ``resnet.py``
+and ``mobilenet.py``.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from . import register
+from .layers import check_global_pool, new_classifier
 
 __all__ = ["SmallResNet", "small_resnet"]
 
@@ -46,20 +49,32 @@ class SmallResNet(nn.Module):
 
     def __init__(self, *, num_classes: int = 10, in_chans: int = 1, widths: tuple[int, ...] = (8, 32, 64, 128)):
         super().__init__()
+        self.num_classes, self.in_chans = num_classes, in_chans
+        self.num_features = self.head_hidden_size = widths[-1]
         self.stem = conv_bn(in_chans, widths[0])
         self.stages = nn.Sequential(*[Stage(c_in, c_out) for c_in, c_out in zip(widths, widths[1:])])
         self.head = nn.Linear(widths[-1], num_classes)
-        self.num_features = widths[-1]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The embedding: (B, in_chans, H, W) -> (B, widths[-1])."""
-        return self.stages(self.stem(x)).mean(dim=(2, 3))
+        """(B, in_chans, H, W) images -> (B, widths[-1], H/8, W/8) feature maps (three stages)."""
+        return self.stages(self.stem(x))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
+    def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        """Feature maps -> logits, or with ``pre_logits`` the pooled (B, widths[-1]) embedding."""
+        x = x.mean(dim=(2, 3))
+        return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh head with ``num_classes`` outputs (0: ``nn.Identity``, the model returns the pooled features)."""
+        check_global_pool("small_resnet", global_pool, "avg")
+        self.num_classes = num_classes
+        self.head = new_classifier(self, self.num_features, num_classes)
 
 
 @register

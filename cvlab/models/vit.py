@@ -21,6 +21,13 @@ cvlab's is the identity: ``vit_tiny_patch16_224`` and ``deit_tiny_distilled_patc
 tensors as they are (and have exactly their parameter counts). Like timm's ``dynamic_img_size``, an
 image of another size than ``img_size`` gets the position embeddings resampled (bicubic) to its grid;
 a side that is not a multiple of the patch size loses its last pixels, as a strided convolution does.
+
+Those two names are timm's too: their builders take timm's ``num_classes``, ``in_chans``, ``drop_rate``,
+``drop_path_rate``, ``global_pool="token"`` and ``pretrained`` (timm's weights, downloaded), but the
+architecture keywords are cvlab's (``width``, ``heads`` for timm's ``embed_dim``, ``num_heads``).
+The models have timm's interface: ``forward_features`` gives the tokens (B, N, width),
+``forward_head(x, pre_logits=True)`` the pooled (B, width) state, ``get_classifier`` the head
+(DeiT: both heads, as timm), ``reset_classifier`` new ones.
 """
 from __future__ import annotations
 
@@ -31,8 +38,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register
+from .layers import OFFLINE_HINT, check_global_pool, new_classifier
 
-__all__ = ["attention", "PatchEmbed", "Attention", "Mlp", "Block", "VisionTransformer", "DeiT"]
+__all__ = ["attention", "PatchEmbed", "Attention", "Mlp", "DropPath", "Block", "VisionTransformer", "DeiT"]
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,40 +115,69 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al., 2016): in training, drop a residual branch for a random ``p`` of the
+    samples and scale the kept ones by 1 / (1 - p), so the expected output is unchanged. Timm's ``DropPath``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = x.new_empty(x.shape[0], *(1,) * (x.ndim - 1)).bernoulli_(1 - self.p)  # (B, 1, 1): per sample
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.3f}"
+
+
 class Block(nn.Module):
     """A pre-norm encoder block: tokens talk to each other (attention), then each thinks alone (MLP)."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(width, eps=1e-6)
         self.attn = Attention(width, heads)
+        self.drop_path1 = DropPath(drop_path) if drop_path else nn.Identity()
         self.norm2 = nn.LayerNorm(width, eps=1e-6)
         self.mlp = Mlp(width, int(width * mlp_ratio))
+        self.drop_path2 = DropPath(drop_path) if drop_path else nn.Identity()
 
     def forward(self, x: torch.Tensor, return_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         mixed, weights = self.attn(self.norm1(x), return_weights)
-        x = x + mixed
-        return x + self.mlp(self.norm2(x)), weights
+        x = x + self.drop_path1(mixed)
+        return x + self.drop_path2(self.mlp(self.norm2(x))), weights
 
 
 class VisionTransformer(nn.Module):
-    """Patch embedding, class token, learned position embeddings, ``depth`` blocks, a final norm, a head."""
+    """Patch embedding, class token, learned position embeddings, ``depth`` blocks, a final norm, a head.
+
+    timm's keywords: ``drop_rate`` is dropout before the head, ``drop_path_rate`` the stochastic depth of
+    the last block (rising linearly from 0 at the first), ``global_pool`` must be "token" (the class token).
+    """
 
     num_prefix_tokens = 1  # tokens before the patches: the class token
 
     def __init__(self, *, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
-                 width: int = 192, depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0):
+                 width: int = 192, depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, global_pool: str = "token"):
         super().__init__()
         if img_size < patch_size:
             raise ValueError(f"img_size {img_size} is smaller than patch_size {patch_size}; use a smaller patch.")
-        self.num_classes, self.in_chans, self.num_features = num_classes, in_chans, width
+        check_global_pool(type(self).__name__, global_pool, "token")
+        self.num_classes, self.in_chans = num_classes, in_chans
+        self.num_features = self.head_hidden_size = width
         self.grid_size = (img_size // patch_size, img_size // patch_size)
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, width=width)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         num_tokens = self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, width))
-        self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio) for _ in range(depth)])
+        rates = [drop_path_rate * i / max(1, depth - 1) for i in range(depth)]  # deeper blocks dropped more often
+        self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio, rate) for rate in rates])
         self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(width, num_classes)
         self._init_weights()
 
@@ -186,11 +223,26 @@ class VisionTransformer(nn.Module):
 
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
         """Tokens -> logits from the class token, or with ``pre_logits`` the class token's (B, width) state."""
-        x = x[:, 0]
+        x = self.head_drop(x[:, 0])
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor):
         return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh head with ``num_classes`` outputs (0: ``nn.Identity``, the model returns the pooled token)."""
+        check_global_pool(type(self).__name__, global_pool, "token")
+        self.num_classes = num_classes
+        self.head = new_classifier(self, self.num_features, num_classes)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter groups, input first (``cvlab.transfer`` splits the network by them): the
+        embeddings and prefix tokens, then one group per block, the final norm with the last block."""
+        return dict(stem=r"^cls_token|pos_embed|patch_embed|dist_token",
+                    blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
 
 def average_softmax(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -227,17 +279,27 @@ class DeiT(VisionTransformer):
 
     def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens -> (class-head logits, distillation-head logits), each (B, num_classes), in any mode."""
-        return self.head(x[:, 0]), self.head_dist(x[:, 1])
+        return self.head(self.head_drop(x[:, 0])), self.head_dist(self.head_drop(x[:, 1]))
 
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False):
         """Tokens -> both heads' logits (distilled training) or their averaged softmax as log-probabilities;
-        with ``pre_logits`` the mean of the two tokens' states, as timm returns."""
-        if pre_logits:
-            return (x[:, 0] + x[:, 1]) / 2
+        with ``pre_logits`` (or without heads, ``num_classes=0``) the mean of the two tokens' states, as timm."""
+        if pre_logits or self.num_classes == 0:
+            return (self.head_drop(x[:, 0]) + self.head_drop(x[:, 1])) / 2
         logits, logits_dist = self.forward_heads(x)
         if self.training and self.distilled_training:
             return logits, logits_dist
         return average_softmax(logits, logits_dist)
+
+    def get_classifier(self) -> tuple[nn.Module, nn.Module]:
+        """Both heads, as timm's ``VisionTransformerDistilled`` returns them: ``cvlab.transfer`` treats the pair
+        as the classifier (replaced, frozen and given a learning rate together)."""
+        return self.head, self.head_dist
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Fresh class and distillation heads with ``num_classes`` outputs each (0: ``nn.Identity`` both)."""
+        super().reset_classifier(num_classes, global_pool)
+        self.head_dist = new_classifier(self, self.num_features, num_classes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,12 +313,26 @@ TINY_224 = dict(img_size=224, patch_size=16, width=192, depth=12, heads=3)
 
 
 def _build(cls: type[VisionTransformer], name: str, pretrained: bool, kwargs: dict, **defaults) -> VisionTransformer:
-    """``cls`` with the variant's ``defaults``, any of them overridden by the caller's ``kwargs``."""
-    if pretrained:
+    """``cls`` with the variant's ``defaults``, any of them overridden by the caller's ``kwargs``; with
+    ``pretrained``, timm's weights for the same name (the module names are timm's: the key map is the identity)."""
+    model = cls(**{**defaults, **kwargs})
+    if not pretrained:
+        return model
+    import timm
+    if not timm.is_model(name):
         raise ValueError(f"cvlab ships no weights for {name}. Its module names are timm's, so timm's load as they are: "
                          f"model.load_state_dict(timm.create_model(<timm name>, pretrained=True).state_dict()) "
                          f"(needs the internet); or use pretrained=False.")
-    return cls(**{**defaults, **kwargs})
+    # timm fits its weights to the classes (a fresh head), the channels and the image size (resampled positions).
+    size = {"img_size": kwargs["img_size"]} if "img_size" in kwargs else {}
+    try:
+        reference = timm.create_model(name, pretrained=True, num_classes=model.num_classes, in_chans=model.in_chans,
+                                      **size)
+    except Exception as e:
+        raise RuntimeError(f"could not fetch timm's pretrained weights for {name!r} ({type(e).__name__}: {e}). "
+                           f"{OFFLINE_HINT}") from e
+    model.load_state_dict(reference.state_dict())
+    return model
 
 
 @register
