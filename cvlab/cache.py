@@ -8,9 +8,12 @@ time it is asked for and hands back the stored array afterwards:
     ds = cached_image_folder("photos/", cache=cache, transform=train_tf)   # torchvision ImageFolder
     loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True)
 
-Entries are keyed on the file's path, modification time and size, so a file that changed is
-decoded again. Mind the memory: ``cache.nbytes`` says how much the in-memory arrays take, and
-``max_bytes`` stops adding to memory beyond a limit (the ``.npy`` files still serve those).
+Files are decoded by :func:`cvlab.data.read_image`, as every cvlab image reader decodes them: uint8,
+(H, W) for a gray file and (H, W, 3) for any other (16-bit gray scaled to 0..255, transparency on
+white, palettes looked up). Entries are keyed on the file's path, modification time and size, so a
+file that changed is decoded again. Mind the memory: ``cache.nbytes`` says how much the in-memory
+arrays take, and ``max_bytes`` stops adding to memory beyond a limit (the ``.npy`` files still
+serve those).
 With a ``DataLoader``'s worker processes each worker fills its own memory copy; the ``.npy``
 folder is shared by all of them and by later runs.
 """
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .data import IMAGE_EXTENSIONS, read_image
 
 __all__ = ["DecodeCache", "CacheStats", "decode", "cached_image_folder"]
 
@@ -35,12 +40,19 @@ class CacheStats:
 
 
 def decode(path: str | Path) -> np.ndarray:
-    """A file as the array Pillow decodes: (H, W) for gray, (H, W, C) for colour; uint8 for 8-bit files."""
-    from PIL import Image
-    with Image.open(path) as im:
-        if im.mode == "P":  # a palette image: look the colours up
-            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        return np.array(im)
+    """A file as uint8 (H, W) if gray, else (H, W, 3): :func:`cvlab.data.read_image`, the pixels image_folder gets."""
+    return read_image(path)
+
+
+# Bumped when decode's output changes (v2: 16-bit, alpha and palette files as read_image gives them),
+# so that .npy files written by an older decoder are not served.
+_FORMAT = "read_image-v2"
+
+
+def _is_image_file(path: str) -> bool:
+    """The files cvlab.data.image_folder reads: an image extension, not hidden."""
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 
 
 class DecodeCache:
@@ -70,7 +82,7 @@ class DecodeCache:
         return p, st.st_mtime_ns, st.st_size
 
     def _npy(self, key: tuple) -> Path:
-        return self.folder / (hashlib.sha1(repr(key).encode()).hexdigest() + ".npy")
+        return self.folder / (hashlib.sha1(repr((_FORMAT, *key)).encode()).hexdigest() + ".npy")
 
     def __call__(self, path: str | Path) -> np.ndarray:
         key = self.key(path)
@@ -105,10 +117,12 @@ class DecodeCache:
 def cached_image_folder(root: str | Path, *, cache: DecodeCache | None = None, transform=None):
     """torchvision's ``ImageFolder`` over ``root/<class>/<files>``, reading files through ``cache``.
 
-    Items are ``(transform(array), class index)``; the array is uint8 (H, W) or (H, W, C), the
-    input albumentations and :mod:`cvlab.augment` pipelines take.
+    Items are ``(transform(array), class index)``; the array is uint8 (H, W) or (H, W, 3), the
+    input albumentations and :mod:`cvlab.augment` pipelines take. The files are those
+    :func:`cvlab.data.image_folder` reads (image extensions, no hidden files).
     """
     from torchvision.datasets import ImageFolder
     if not Path(root).is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
-    return ImageFolder(str(root), loader=cache if cache is not None else DecodeCache(), transform=transform)
+    return ImageFolder(str(root), loader=cache if cache is not None else DecodeCache(), transform=transform,
+                       is_valid_file=_is_image_file)

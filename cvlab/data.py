@@ -3,8 +3,9 @@
 Every dataset here is an :class:`ImageDataset`: ``images`` (uint8, N x C x H x W), ``labels``
 (int64, N) and ``classes`` (names). Small image datasets fit in memory many times over
 (Fashion-MNIST is 47 MB as uint8), so the fast path keeps them as one tensor on the compute
-device and augments whole batches at once (:class:`TensorLoader`). Folders of large images use
-the ordinary torch ``DataLoader`` path (:func:`dataloader`).
+device and augments whole batches at once (:class:`TensorLoader`). Folders of your own images
+(:func:`image_folder`, :func:`read_image`, :func:`dataloader` for large ones) live in
+:mod:`cvlab.folders` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from . import config
+from .preprocess import Preprocess
 
 __all__ = [
     "ImageDataset", "DATASETS", "load", "image_folder", "split", "subset",
     "TensorLoader", "pad_crop", "dataloader", "SAMPLE_IMAGES", "sample_image",
+    "IMAGE_EXTENSIONS", "read_image", "image_files", "load_images",
 ]
 
 # Where Debian's `dataset-fashion-mnist` package puts the original gzip files.
@@ -197,87 +200,6 @@ def load(name: str, split: str = "train", *, root: str | Path | None = None) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# Your own images: one sub-folder per class
-# ---------------------------------------------------------------------------------------------
-
-def _decode(path: Path):
-    """Open one file as a PIL image in mode "L" or "RGB"; raises ValueError naming the file if it cannot."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now: a truncated file fails here, not later
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit gray: scale 0..65535 to 0..255
-                arr = np.asarray(im, dtype=np.float64) / 257.0
-                return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")  # transparent pixels become white, not whatever colour hides under alpha
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                flat = Image.alpha_composite(background, rgba)
-                return flat.convert("L" if im.mode in ("LA",) else "RGB")
-            return im.convert("L" if im.mode in ("L", "1") else "RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: cannot decode as an image ({type(e).__name__}: {e}). "
-                         "Remove or replace the file, or pass on_error='skip' to skip unreadable files.") from e
-
-
-def image_folder(path: str | Path, *, size: int | tuple[int, int] = 64, channels: int | None = None,
-                 on_error: str = "raise") -> ImageDataset:
-    """Load ``path/<class name>/<image files>`` into memory, resized to ``size`` (H, W).
-
-    ``channels`` is 1 (gray) or 3 (RGB); by default 1 when every image is gray, else 3.
-    Decodes PNG and JPEG (and anything else Pillow reads) in gray, RGB, RGBA and 16-bit.
-    A file that cannot be decoded raises an error naming it; ``on_error="skip"`` warns and skips it
-    instead (the skipped files and reasons are in ``dataset.skipped``).
-    """
-    from PIL import Image
-    root = Path(path)
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}")
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1, 3 or None (auto); got {channels!r}")
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
-    h, w = (size, size) if isinstance(size, int) else size
-
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not class_dirs:
-        raise ValueError(f"{root} has no class sub-folders; expected {root}/<class name>/<image files>, one sub-folder per class.")
-    if len(class_dirs) == 1:
-        raise ValueError(f"{root} has only one class sub-folder ({class_dirs[0].name!r}); "
-                         "classification needs at least two. Add a sub-folder per class.")
-
-    decoded, labels, paths, skipped = [], [], [], []
-    for label, d in enumerate(class_dirs):
-        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
-        n_before = len(decoded)
-        for f in files:
-            try:
-                im = _decode(f)
-            except ValueError as e:
-                if on_error == "raise":
-                    raise
-                skipped.append((str(f), str(e.__cause__ or e)))
-                warnings.warn(f"skipped {f}: {e.__cause__ or e}", stacklevel=2)
-                continue
-            decoded.append(im.resize((w, h), Image.BILINEAR))
-            labels.append(label)
-            paths.append(str(f))
-        if len(decoded) == n_before:
-            raise ValueError(f"class folder {d} has no readable images; add images or remove the folder.")
-
-    if channels is None:
-        channels = 1 if all(im.mode == "L" for im in decoded) else 3
-    mode = "L" if channels == 1 else "RGB"
-    arrays = [np.asarray(im if im.mode == mode else im.convert(mode)) for im in decoded]
-    images = torch.from_numpy(np.stack(arrays))
-    images = images.unsqueeze(1) if channels == 1 else images.permute(0, 3, 1, 2)
-    ds = ImageDataset(images.contiguous(), torch.tensor(labels, dtype=torch.int64), [d.name for d in class_dirs],
-                      name=root.name, source=f"image folder {root}", paths=paths)
-    ds.skipped = skipped
-    return ds
-
-
-# ---------------------------------------------------------------------------------------------
 # Splits and subsets
 # ---------------------------------------------------------------------------------------------
 
@@ -372,8 +294,9 @@ class TensorLoader:
         c = images.shape[1]
         if mean is not None and (len(mean) != c or len(std) != c):
             raise ValueError(f"mean and std need one value per channel ({c}); got {len(mean)} and {len(std)}")
-        self.mean = torch.tensor(mean, device=self.device).view(1, c, 1, 1) if mean is not None else None
-        self.std = torch.tensor(std, device=self.device).view(1, c, 1, 1) if std is not None else None
+        # What every batch goes through after augmentation; fit records it on the model and in checkpoints.
+        self.preprocess = Preprocess(mean=mean, std=std, size=tuple(images.shape[-2:]), channels=c,
+                                     channels_last=channels_last)
 
     def __len__(self) -> int:
         n = len(self.labels) // self.world_size  # this rank's share
@@ -392,61 +315,29 @@ class TensorLoader:
         self.epoch = epoch
 
     def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        # The generator lives on the device: permutations and augmentation draws are made there,
+        # with no host-to-device copy per batch. Seeded by (seed, epoch), so an epoch can be replayed.
+        gen = torch.Generator(self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
         n = len(self.labels)
-        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        order = torch.randperm(n, generator=gen, device=self.device) if self.shuffle \
+            else torch.arange(n, device=self.device)
         if self.world_size > 1:
             # Equal shares, so every rank takes the same number of steps: the few items left
             # over are skipped (different ones each epoch when shuffling). Each rank then draws
-            # its own augmentations.
+            # its own augmentations (a per-rank seed: one read of the device per epoch, not per batch).
             order = order[:n - n % self.world_size][self.rank::self.world_size]
-            gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)) + self.rank)
-        order = order.to(self.device)
+            seed = int(torch.randint(2**62, (1,), generator=gen, device=self.device))
+            gen = torch.Generator(self.device).manual_seed(seed + self.rank)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
             if self.flip or self.padding:
                 b = len(idx)
-                flip = (torch.rand(b, generator=gen) < 0.5).to(self.device) if self.flip else None
-                dy, dx = torch.randint(0, 2 * self.padding + 1, (2, b), generator=gen).to(self.device)
+                flip = torch.rand(b, generator=gen, device=self.device) < 0.5 if self.flip else None
+                dy, dx = torch.randint(0, 2 * self.padding + 1, (2, b), generator=gen, device=self.device)
                 x = pad_crop(x, self.padding, dy, dx, flip)
-            x = x.float().div_(255)
-            if self.mean is not None:
-                x = x.sub_(self.mean).div_(self.std)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y
-
-
-class _Transformed(Dataset):
-    def __init__(self, dataset: ImageDataset, transform):
-        self.dataset, self.transform = dataset, transform
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        x, y = self.dataset[i]
-        return (self.transform(x) if self.transform is not None else x), y
-
-
-def dataloader(data: ImageDataset | str | Path, *, batch_size: int = 64, shuffle: bool = False,
-               transform=None, num_workers: int = 0, drop_last: bool = False, **kwargs) -> DataLoader:
-    """A torch ``DataLoader`` with a per-image ``transform``: the path for folders of large images.
-
-    ``data`` is an in-memory dataset (the transform gets a uint8 C x H x W tensor) or a folder path,
-    read lazily by torchvision's ``ImageFolder`` (the transform gets a PIL image).
-    """
-    if isinstance(data, (str, Path)):
-        from torchvision.datasets import ImageFolder
-        if not Path(data).is_dir():
-            raise FileNotFoundError(f"image folder {data} does not exist or is not a folder")
-        dataset = ImageFolder(str(data), transform=transform)
-    else:
-        dataset = _Transformed(data, transform)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last, persistent_workers=num_workers > 0, **kwargs)
+            yield self.preprocess(x), y
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,3 +357,7 @@ def sample_image(name: str) -> np.ndarray:
         return load_sample_image(f"{name}.jpg")
     import skimage.data
     return np.ascontiguousarray(getattr(skimage.data, name)())
+
+
+# Your own images (cvlab/folders.py), re-exported: cvlab.data.image_folder(...) is where learners look.
+from .folders import IMAGE_EXTENSIONS, dataloader, image_files, image_folder, load_images, read_image  # noqa: E402

@@ -155,7 +155,8 @@ def test_image_folder_gray_only_gives_one_channel(tmp_path):
 
 @pytest.mark.parametrize("kind", ["corrupt", "truncated", "text"])
 def test_image_folder_bad_file_names_the_file(folder, kind):
-    bad = folder / "dog" / {"corrupt": "bad.png", "truncated": "half.jpg", "text": "notes.txt"}[kind]
+    # "text": a text file with an image extension (without one it is skipped, not decoded)
+    bad = folder / "dog" / {"corrupt": "bad.png", "truncated": "half.jpg", "text": "notes.png"}[kind]
     if kind == "corrupt":
         bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
     elif kind == "truncated":
@@ -184,6 +185,146 @@ def test_image_folder_structure_errors(tmp_path):
         data.image_folder(tmp_path)
     with pytest.raises(ValueError, match="on_error"):
         data.image_folder(tmp_path, on_error="ignore")
+
+
+def _one_warning(fn, *args, **kw):
+    """``fn``'s result and the one warning it gave (fails on none or several)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args, **kw)
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    return out, str(caught[0].message)
+
+
+def test_image_folder_skips_non_image_files_with_one_summary_warning(folder):
+    others = ["cat/README.txt", "cat/Thumbs.db", "dog/desc.json", "dog/notes.md"]
+    for name in others + ["cat/.DS_Store"]:
+        (folder / name).write_bytes(b"not an image")
+    _save(folder / "dog" / ".thumbnails" / "x.png", np.zeros((4, 4), np.uint8))  # hidden folder: skipped silently
+    ds, message = _one_warning(data.image_folder, folder, size=8)
+    assert len(ds) == 4 and ds.labels.tolist() == [0, 0, 1, 1]
+    assert message.startswith(f"skipped 4 non-image files in {folder}/ "
+                              "(cat/README.txt, cat/Thumbs.db, dog/desc.json and 1 more)")
+    assert [p for p, _ in ds.skipped] == [str(folder / n) for n in others]
+    loader, message_again = _one_warning(data.dataloader, folder, size=8)  # the folder loader skips the same files
+    assert message_again == message and len(loader.dataset) == 4 and loader.dataset.skipped == ds.skipped
+
+
+def test_dataloader_folder_without_transform_yields_uint8_batches(tmp_path, folder):
+    rng = np.random.default_rng(2)
+    same = tmp_path / "same"
+    for c in ("a", "b"):
+        for i in range(3):
+            _save(same / c / f"{i}.png", rng.integers(0, 256, (10, 12), dtype=np.uint8))
+    loader = data.dataloader(same, batch_size=6)
+    x, y = next(iter(loader))
+    assert x.dtype == torch.uint8 and x.shape == (6, 1, 10, 12) and y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert torch.equal(x, data.image_folder(same, size=(10, 12)).images)
+    assert loader.pin_memory == torch.cuda.is_available()
+    assert data.dataloader(same, pin_memory=False).pin_memory is False
+    xw = torch.cat([xb for xb, _ in data.dataloader(same, batch_size=2, num_workers=2)])  # worker processes too
+    assert torch.equal(xw, x)
+
+    with pytest.raises(ValueError, match=r"different shapes \(C x H x W\): 1x16x16, 1x40x30, 3x16x16, 3x50x50\. Pass size="):
+        next(iter(data.dataloader(folder, batch_size=4)))
+    x, y = next(iter(data.dataloader(folder, batch_size=4, size=(12, 20), channels=3)))
+    assert torch.equal(x, data.image_folder(folder, size=(12, 20), channels=3).images) and y.tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="size and channels are for image folders"):
+        data.dataloader(data.image_folder(same, size=4), size=8)
+
+    bad = folder / "dog" / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
+    with pytest.raises(ValueError, match=rf"{bad}: cannot decode as an image"):
+        list(data.dataloader(folder, batch_size=4, size=8))
+
+
+def _write_kind(path, kind, rng):
+    """Write one test file of ``kind``; returns the uint8 array cvlab should decode it to."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "gray":
+        a = rng.integers(0, 256, (9, 7), dtype=np.uint8)
+        Image.fromarray(a).save(path)
+        return a
+    if kind == "gray16":
+        a = rng.integers(0, 256, (9, 7), dtype=np.uint8)
+        Image.fromarray(a.astype(np.uint16) * 257 + 100).save(path)  # +100 of 257 rounds back down
+        return a
+    if kind == "jpeg":
+        Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(path, quality=90)
+        return np.asarray(Image.open(path).convert("RGB"))
+    if kind in ("rgba", "la"):
+        c = 3 if kind == "rgba" else 1
+        a = rng.integers(0, 256, (9, 7, c + 1), dtype=np.uint8)
+        a[..., -1] = np.where(np.arange(7) % 2, 255, 0)  # every other column fully transparent
+        Image.fromarray(a).save(path)
+        expected = np.where(a[..., -1:] == 0, 255, a[..., :c])
+        return expected if c == 3 else expected[..., 0]
+    if kind == "palette":
+        palette = rng.integers(0, 256, (4, 3), dtype=np.uint8)
+        index = rng.integers(0, 4, (9, 7), dtype=np.uint8)
+        im = Image.frombytes("P", (7, 9), index.tobytes())
+        im.putpalette(palette.flatten().tolist())
+        im.save(path, transparency=0)  # colour 0 is transparent
+        return np.where(index[..., None] == 0, 255, palette[index])
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["gray", "gray16", "jpeg", "rgba", "la", "palette"])
+def test_every_reader_decodes_a_file_to_the_same_array(tmp_path, kind):
+    from cvlab import cache
+    rng = np.random.default_rng(3)
+    f = tmp_path / "a" / ("x.jpg" if kind == "jpeg" else "x.png")
+    expected = _write_kind(f, kind, rng)
+    _save(tmp_path / "b" / "y.png", np.zeros((5, 5), np.uint8))  # a second class, as image folders need
+    arr = data.read_image(f)
+    assert arr.dtype == np.uint8 and np.array_equal(arr, expected)
+    assert arr.ndim == (2 if kind in ("gray", "gray16", "la") else 3)
+    chw = torch.from_numpy(arr).unsqueeze(0) if arr.ndim == 2 else torch.from_numpy(arr).permute(2, 0, 1)
+    ds = data.image_folder(tmp_path, size=arr.shape[:2], channels=len(chw))  # a size equal to the file's: no resizing
+    assert torch.equal(ds.images[0], chw)
+    x, _ = next(iter(data.dataloader(tmp_path, batch_size=1)))
+    assert torch.equal(x[0], chw)
+    assert np.array_equal(cache.decode(f), arr) and np.array_equal(cache.DecodeCache()(f), arr)
+    assert np.array_equal(cache.cached_image_folder(tmp_path)[0][0], arr)
+
+
+def test_augment_takes_what_the_cache_decodes_from_16_bit(tmp_path):
+    from cvlab import augment, cache
+    f = tmp_path / "deep.png"
+    Image.fromarray(np.full((6, 5), 65535, dtype=np.uint16)).save(f)
+    assert Image.open(f).mode.startswith("I")  # really a 16-bit file
+    out = augment.pipeline("none")(cache.decode(f))
+    assert out.shape == (1, 6, 5) and torch.equal(out, torch.ones(1, 6, 5))
+
+
+def test_image_files_expands_files_and_folders(folder, tmp_path):
+    (folder / "cat" / "README.txt").write_text("not an image")
+    single = tmp_path / "one.JPG"  # upper-case extensions count too
+    _save(single, np.zeros((4, 4, 3), np.uint8))
+    assert data.image_files(single, str(folder)) == [single] + [folder / n for n in (
+        "cat/gray.png", "cat/rgb.jpg", "dog/clear.png", "dog/deep.png")]
+    with pytest.raises(FileNotFoundError, match="missing.png does not exist"):
+        data.image_files(folder, tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="README.txt is not an image file"):
+        data.image_files(folder / "cat" / "README.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files in .*empty"):
+        data.image_files(tmp_path / "empty")
+
+
+def test_load_images_resizes_exactly_as_image_folder(folder):
+    ds = data.image_folder(folder, size=(12, 20))
+    files = data.image_files(folder)
+    assert [str(f) for f in files] == ds.paths
+    for channels in (3, None):
+        assert torch.equal(data.load_images(files, size=(12, 20), channels=channels), ds.images)
+    gray = data.image_folder(folder, size=9, channels=1).images
+    assert torch.equal(data.load_images(files, size=9, channels=1), gray)
+    assert torch.equal(data.load_images(str(files[0]), size=9, channels=1), gray[:1])
+    bad = folder / "bad.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bad.png: cannot decode as an image"):
+        data.load_images([files[0], bad], size=9, channels=1)
 
 
 # --- splits and subsets -----------------------------------------------------------------------
