@@ -2,7 +2,8 @@
 
 ``small_resnet``: the residual CNN of the default Fashion-MNIST recipe (``cvlab.recipes``), built
 for 28-32 px images, with timm's interface (``forward_features`` gives maps, ``forward_head``,
-``get_classifier``, ``reset_classifier``). The classic architectures live in ``classic.py``, ``resnet.py``
+``get_classifier``, ``reset_classifier``); ``small_resnet_narrow``, the same network with fewer channels, is
+the one that recipe trains. The classic architectures live in ``classic.py``, ``resnet.py``
 and ``mobilenet.py``.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch.nn as nn
 from . import register
 from .layers import check_global_pool, new_classifier
 
-__all__ = ["SmallResNet", "small_resnet"]
+__all__ = ["SmallResNet", "small_resnet", "small_resnet_narrow"]
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
@@ -83,3 +84,13 @@ def small_resnet(*, num_classes: int = 10, in_chans: int = 1, pretrained: bool =
         raise ValueError("small_resnet has no pretrained weights: it trains from scratch in minutes "
                          "(python -m cvlab train --model small_resnet); use pretrained=False.")
     return SmallResNet(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+@register
+def small_resnet_narrow(*, num_classes: int = 10, in_chans: int = 1, pretrained: bool = False,
+                        widths: tuple[int, ...] = (8, 16, 48, 96), **kwargs) -> SmallResNet:
+    """small_resnet with 16 channels at 28x28, where most of a float32 step's time goes: about twice as fast on a CPU."""
+    if pretrained:
+        raise ValueError("small_resnet_narrow has no pretrained weights: it trains from scratch in minutes; "
+                         "use pretrained=False.")
+    return SmallResNet(num_classes=num_classes, in_chans=in_chans, widths=widths, **kwargs)
