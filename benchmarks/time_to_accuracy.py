@@ -1,9 +1,11 @@
 """Time to 93% test accuracy: the default recipe on full Fashion-MNIST (60,000 images) on this CPU.
 
 The clock starts before the data is loaded and includes every per-epoch evaluation on the
-10,000 test images. Also prints the peak resident memory (RSS) of the whole process.
+10,000 test images. The recipe trains on all 60,000 training images (no validation split: the
+benchmark watches the test set, as published time-to-accuracy figures do). Also prints the peak
+resident memory (RSS) of the whole process, and whether this CPU computes bf16 natively.
 
-    .venv/bin/python benchmarks/time_to_accuracy.py [--target 0.93]
+    .venv/bin/python benchmarks/time_to_accuracy.py [--target 0.93] [--amp off|bf16|auto]
 """
 from __future__ import annotations
 
@@ -15,43 +17,59 @@ import time
 
 import torch
 
-from cvlab import recipes
+from cvlab import data, recipes
+from cvlab.train import evaluate
 
 
 class TimeToAccuracy:
-    """Remembers the wall time at which val accuracy first reached ``target``."""
+    """Evaluates the test set after every epoch (as the recipe evaluates, TTA included) and remembers the
+    wall time at which its accuracy first reached ``target``."""
 
-    def __init__(self, target: float, start: float):
-        self.target, self.start, self.reached = target, start, None
+    def __init__(self, target: float, start: float, test, amp):
+        self.target, self.start, self.test, self.amp = target, start, test, amp
+        self.reached, self.accuracies = None, []
 
     def on_epoch_end(self, state) -> None:
-        if self.reached is None and state.history["val_acc"][-1] >= self.target:
+        acc = evaluate(state.model, self.test, amp=self.amp, tta=recipes.FASHION_MNIST["tta"])["accuracy"]
+        self.accuracies.append(acc)
+        print(f"  test accuracy after epoch {state.epoch}: {100 * acc:.2f}% at {time.perf_counter() - self.start:.1f} s",
+              flush=True)
+        if self.reached is None and acc >= self.target:
             self.reached = (time.perf_counter() - self.start, state.epoch)
+
+    def result(self, limit: float) -> str:
+        """The headline RESULT line: seconds to the target accuracy, against ``limit`` seconds."""
+        name = f"time_to_{100 * self.target:.1f}pct"
+        if self.reached is None:
+            return f"RESULT {name} never s (target <= {limit:g}): best test accuracy {100 * max(self.accuracies):.2f}%"
+        seconds, epoch = self.reached
+        return f"RESULT {name} {seconds:.1f} s (target <= {limit:g}) at epoch {epoch}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", type=float, default=0.93)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "auto"],
+                   help="off: float32 (the target's precision, default); bf16; auto: bf16 where the CPU has it natively")
     args = p.parse_args()
+    amp = {"off": False, "bf16": "bf16", "auto": None}[args.amp]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"native bf16: {'yes' if recipes.cpu_amp() else 'no'}; precision: {args.amp}; "
           f"load average {os.getloadavg()[0]:.2f}; recipe: {recipes.FASHION_MNIST}", flush=True)
     start = time.perf_counter()
-    timer = TimeToAccuracy(args.target, start)
-    result = recipes.run(data="fashion_mnist", quick=False, seed=args.seed, callbacks=[timer])
+    test = data.load("fashion_mnist", "test")
+    timer = TimeToAccuracy(args.target, start, test, amp if amp is not None else recipes.cpu_amp())
+    result = recipes.run(data="fashion_mnist", quick=False, seed=args.seed, amp=amp, val_fraction=0,
+                         callbacks=[timer])
     total = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
     h = result["history"]
     print(f"final test accuracy {100 * result['test']['accuracy']:.2f}% after {h['epoch'][-1]} epochs, "
           f"{total:.1f} s in all; load average now {os.getloadavg()[0]:.2f}")
-    print(f"reproduce: .venv/bin/python benchmarks/time_to_accuracy.py --seed {args.seed}")
+    print(f"reproduce: .venv/bin/python benchmarks/time_to_accuracy.py --seed {args.seed} --amp {args.amp}")
     print(f"RESULT peak_rss {peak_mb / 1024:.2f} GB (target <= 2)")
-    if timer.reached is None:
-        print(f"RESULT time_to_{100 * args.target:.1f}pct never s (target <= 240): best test accuracy "
-              f"{100 * max(h['val_acc']):.2f}%")
-    else:
-        seconds, epoch = timer.reached
-        print(f"RESULT time_to_{100 * args.target:.1f}pct {seconds:.1f} s (target <= 240) at epoch {epoch}")
+    print(timer.result(240))
 
 
 if __name__ == "__main__":

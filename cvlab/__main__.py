@@ -1,6 +1,9 @@
 """The command line: ``python -m cvlab <command>`` (also installed as ``cvlab``).
 
     python -m cvlab train --data fashion_mnist --model small_resnet --epochs 10 --out runs/small_resnet
+    python -m cvlab train --data photos/ --model efficientnet_lite0 --pretrained --size 224 --out runs/photos
+    python -m cvlab evaluate runs/photos/best.pt --data photos_test/   # report + confusion matrix PNG
+    python -m cvlab predict runs/photos/best.pt cat.jpg more_photos/ --top-k 3 --csv predictions.csv
     python -m cvlab demo --out runs/demo            # the default recipe, end to end
     torchrun --nproc_per_node=2 -m cvlab train ...  # one process per GPU (or CPU, with gloo)
 """
@@ -21,13 +24,68 @@ def train(args: argparse.Namespace) -> None:
     from . import recipes
     out = Path(args.out or f"runs/{args.model or recipes.FASHION_MNIST['model']}")
     result = recipes.run(data=args.data, model=args.model, epochs=args.epochs, out=out, batch_size=args.batch_size,
-                         lr=args.lr, amp=_amp(args.amp), resume=args.resume, quick=args.quick or None,
+                         lr=args.lr, amp=_amp(args.amp), pretrained=args.pretrained, size=args.size,
+                         val_fraction=args.val_fraction, resume=args.resume, quick=args.quick or None,
                          progress=True, seed=args.seed)
     if int(os.environ.get("RANK", "0")) == 0:
         h = result["history"]
-        print(f"test accuracy {100 * result['test']['accuracy']:.2f}% after {h['epoch'][-1] if h['epoch'] else 0} "
-              f"epochs ({h['time'][-1] if h['time'] else 0:.0f} s of training)")
-        print(f"wrote {out}/last.pt, best.pt, history.json, history.png and confusion_matrix.png")
+        epochs = f"after {h['epoch'][-1] if h['epoch'] else 0} epochs ({h['time'][-1] if h['time'] else 0:.0f} s of training)"
+        if h["val_acc"]:
+            print(f"validation accuracy {100 * h['val_acc'][-1]:.2f}% (best {100 * max(h['val_acc']):.2f}%, "
+                  f"kept in best.pt) {epochs}")
+        if result["test"] is not None:
+            print(f"test accuracy {100 * result['test']['accuracy']:.2f}% {epochs}")
+        files = ["last.pt"] + (["best.pt"] if h["val_acc"] else []) + ["history.json", "history.png"]
+        print(f"wrote {out}/{{{','.join(files)}}}" + (" and confusion_matrix.png" if (out / "confusion_matrix.png").exists() else ""))
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """A checkpoint on a dataset: the per-class report, accuracy, and a confusion-matrix PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from . import data, load, metrics, plot, train as tr
+    model = load(args.checkpoint)
+    pre = model.preprocess
+    if Path(args.data).is_dir():
+        ds = data.image_folder(args.data, size=tuple(pre.size) if pre and pre.size else 64,
+                               channels=pre.channels if pre else None)
+    else:
+        ds = data.load(args.data, args.split)
+    if model.classes and list(ds.classes) != list(model.classes):
+        raise SystemExit(f"error: {args.data} has classes {ds.classes}, but {args.checkpoint} was trained on "
+                         f"{model.classes}; evaluate on data with the same class folders.")
+    result = tr.evaluate(model, ds, amp=_amp(args.amp))
+    print(metrics.classification_report(result["labels"], result["predictions"], ds.classes))
+    print(f"accuracy {100 * result['accuracy']:.2f}% on {len(ds)} images of {ds}")
+    png = Path(args.out) if args.out else Path(args.checkpoint).with_name("confusion_matrix_eval.png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot.confusion_matrix(result["labels"], result["predictions"], ds.classes).savefig(png, dpi=100)
+    print(f"wrote {png}")
+
+
+def predict(args: argparse.Namespace) -> None:
+    """Top-k classes for each image file (folders are searched for images); optionally a CSV."""
+    import csv
+    from . import data, load, train as tr
+    model = load(args.checkpoint)
+    pre = model.preprocess
+    files = data.image_files(*args.paths)
+    images = data.load_images(files, size=tuple(pre.size) if pre and pre.size else 64,
+                              channels=pre.channels if pre and pre.channels else 3)
+    probs = tr.predict(model, images, amp=_amp(args.amp))
+    k = min(args.top_k, probs.shape[1])
+    top_p, top_i = probs.topk(k, dim=1)
+    classes = model.classes or [str(i) for i in range(probs.shape[1])]
+    rows = []
+    for f, p, i in zip(files, top_p.tolist(), top_i.tolist()):
+        rows.append([str(f)] + [x for c, q in zip(i, p) for x in (classes[c], f"{q:.4f}")])
+        print(f"{f}: " + ", ".join(f"{classes[c]} {q:.1%}" for c, q in zip(i, p)))
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["file"] + [x for j in range(1, k + 1) for x in (f"class_{j}", f"prob_{j}")])
+            writer.writerows(rows)
+        print(f"wrote {args.csv} ({len(rows)} images)")
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -45,6 +103,7 @@ def demo(args: argparse.Namespace) -> None:
           f"outputs go to {out}/")
     args.data, args.model, args.epochs, args.batch_size, args.lr, args.amp = "fashion_mnist", None, None, None, None, "auto"
     args.resume, args.seed, args.quick = False, 0, quick
+    args.pretrained, args.size, args.val_fraction = False, None, 0.1
     train(args)
     print(f"wrote {out / 'samples.png'}")
 
@@ -55,8 +114,16 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("train", help="train a model on a dataset with the default recipe",
                        description="Train with the default recipe (see cvlab.recipes.FASHION_MNIST); the options override it.")
-    p.add_argument("--data", default="fashion_mnist", help="dataset name: fashion_mnist (default), mnist or cifar10")
+    p.add_argument("--data", default="fashion_mnist",
+                   help="dataset name: fashion_mnist (default), mnist or cifar10; or a folder with one sub-folder of "
+                        "images per class (a stratified validation split is made from it)")
     p.add_argument("--model", default=None, help="a cvlab model (cvlab.models.list_models()) or any timm model name")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from ImageNet weights (offline: efficientnet_lite0), with their own preprocessing")
+    p.add_argument("--size", type=int, default=None,
+                   help="image side in pixels for a folder (default: 64, or the pretrained weights' size)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training images held out to choose best.pt (default 0.1; 0: none)")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the recipe's)")
     p.add_argument("--out", default=None, help="folder for checkpoints, history and plots (default: runs/<model>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
@@ -69,13 +136,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=train)
 
+    p = sub.add_parser("evaluate", help="report a checkpoint's accuracy per class on a dataset or image folder")
+    p.add_argument("checkpoint", help="a checkpoint written by train (e.g. runs/x/best.pt)")
+    p.add_argument("--data", required=True, help="a dataset name (its --split) or a folder with one sub-folder per class")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="split of a named dataset (default test)")
+    p.add_argument("--out", default=None, help="confusion-matrix PNG (default: confusion_matrix_eval.png beside the checkpoint)")
+    p.add_argument("--amp", default="off", choices=["auto", "on", "off", "bf16", "fp16"], help="mixed precision (default off)")
+    p.set_defaults(func=evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes for image files and folders")
+    p.add_argument("checkpoint", help="a checkpoint written by train (e.g. runs/x/best.pt)")
+    p.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default 3)")
+    p.add_argument("--csv", default=None, help="also write file, class_1, prob_1, ... to this CSV")
+    p.add_argument("--amp", default="off", choices=["auto", "on", "off", "bf16", "fp16"], help="mixed precision (default off)")
+    p.set_defaults(func=predict)
+
     p = sub.add_parser("demo", help="train the default recipe on Fashion-MNIST and write its plots")
     p.add_argument("--out", default="runs/demo", help="folder for the outputs (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="a small subset and 2 epochs (also CVLAB_QUICK=1)")
     p.set_defaults(func=demo)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError) as e:  # bad input: one clear line, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -53,6 +53,7 @@ class EarlyStopping:
 class Checkpoint:
     """Write the whole training state to ``folder/last.pt`` after every epoch (and every ``every`` steps),
     and to ``folder/best.pt`` when ``monitor`` improves. ``fit(..., resume=True)`` continues from ``last.pt``.
+    ``monitor="val_acc"`` (the default) watches ``val_loss`` instead for a task that has no accuracy.
 
     Only the main process (rank 0) writes. Files are replaced atomically, so a crash mid-write
     leaves the previous checkpoint intact.
@@ -76,6 +77,8 @@ class Checkpoint:
             self._save(state, self.last)  # mid-epoch; the epoch's end writes its own
 
     def on_epoch_end(self, state) -> None:
+        if self.monitor == "val_acc" and "val_acc" not in state.history:  # a reconstruction or contrastive task
+            self.monitor, self.mode, self.best = "val_loss", "min", math.inf
         if self.monitor and (self.monitor not in state.history or state.history[self.monitor]):  # none without val
             value = _latest(state.history, self.monitor)
             if _improved(value, self.best, self.mode, 0.0):
@@ -138,11 +141,13 @@ def _latest(history: dict, key: str) -> float:
 
 
 def format_epoch(history: dict, i: int, epochs: int) -> str:
-    """One line for epoch ``i`` of a history: its losses, accuracies, learning rate and time."""
+    """One line for epoch ``i`` of a history: its losses, metrics (accuracies in %), learning rate and time."""
     parts = [f"epoch {history['epoch'][i]:>{len(str(epochs))}}/{epochs}"]
     for split in ("train", "val"):
         if history.get(f"{split}_loss"):
-            parts.append(f"{split} loss {history[f'{split}_loss'][i]:.4f} acc {100 * history[f'{split}_acc'][i]:.2f}%")
+            metrics = [f"{k[len(split) + 1:]} " + (f"{100 * v[i]:.2f}%" if k.endswith("acc") else f"{v[i]:.4f}")
+                       for k, v in history.items() if k.startswith(f"{split}_") and k != f"{split}_loss" and v]
+            parts.append(" ".join([f"{split} loss {history[f'{split}_loss'][i]:.4f}", *metrics]))
     parts.append(f"lr {history['lr'][i]:.3g}")
     parts.append(f"{history['time'][i]:.1f}s")
     return "  ".join(parts)

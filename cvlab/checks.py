@@ -30,8 +30,7 @@ import torch.nn.functional as F
 
 from . import config
 from .data import ImageDataset, TensorLoader
-from .schedules import make_optimizer
-from .train import _as_loader, _logits, _model_device, _to_device, evaluate, fit
+from .train import NonFiniteLossError, StopTraining, _as_loader, _logits, _model_device, _to_device, evaluate, fit
 
 __all__ = ["CheckResult", "initial_loss", "overfit_batch", "LRFindResult", "lr_find", "Diagnosis", "PATTERNS",
            "diagnose", "LogUniform", "SearchResult", "search", "PseudoLabels", "pseudo_label"]
@@ -111,37 +110,49 @@ def overfit_batch(model: nn.Module, batch, steps: int = 200, *, lr: float = 1e-3
     # All of a dataset or pair is the batch; a loader gives its first batch.
     size = len(batch[1]) if isinstance(batch, tuple) else len(batch) if isinstance(batch, ImageDataset) else 1
     x, y = _first_batch(batch, size, dev)
-    net = copy.deepcopy(model).train()
-    for m in net.modules():  # no regularization: dropout off, batch norm still uses batch statistics
-        if isinstance(m, _DROPOUT):
-            m.eval()
+    net = copy.deepcopy(model)
     named = list(net.named_parameters())
-    trainable = [p for _, p in named if p.requires_grad]
-    if not trainable:
+    if not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (every requires_grad is False); unfreeze some "
                          "with p.requires_grad_(True) before overfitting a batch.")
-    opt = make_optimizer(optimizer, trainable, lr=lr, weight_decay=0.0)
-    losses, accuracy, reached, first_zero, last_zero = [], 0.0, None, [], []
-    for step in range(1, steps + 1):
-        out = _logits(net(x))
-        loss = F.cross_entropy(out, y)
-        losses.append(loss.item())
-        accuracy = (out.argmax(1) == y).float().mean().item()
-        if accuracy >= target:
-            reached = step - 1  # optimizer steps taken before this forward pass
-            break
-        if not math.isfinite(losses[-1]):
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        last_zero = [n for n, p in named if p.requires_grad and (p.grad is None or not p.grad.any())]
-        first_zero = last_zero if step == 1 else first_zero
-        opt.step()
+    watch = _OverfitWatch(named, target)
+    try:  # fit's loop, one step per epoch on the same batch; no weight decay, no schedule
+        history = fit(net, [(x, y)], epochs=steps, optimizer=optimizer, lr=lr, weight_decay=0.0, schedule=None,
+                      device=dev, progress=False, callbacks=[watch])
+        losses = history["train_loss"]
+    except NonFiniteLossError:
+        losses = watch.losses + [math.nan]
+    accuracy, reached = watch.accuracy, watch.reached
     summary = (f"{len(y)} images, accuracy {accuracy:.0%} after {len(losses) - 1} steps (loss {losses[0]:.3f} -> "
                f"{losses[-1]:.3f})" + (f": learnt by heart in {reached} steps" if reached is not None else ""))
+    first_zero, last_zero = watch.first_zero, watch.last_zero
     causes = [] if reached is not None else _overfit_causes(named, first_zero, last_zero, losses, lr)
     return CheckResult("overfit one batch", reached is not None, summary, causes,
                        {"accuracy": accuracy, "steps": reached, "losses": losses})
+
+
+class _OverfitWatch:
+    """overfit_batch's callback: dropout off, which gradients are exactly zero, stop once the batch is learnt."""
+
+    def __init__(self, named: list, target: float):
+        self.named, self.target = named, target
+        self.losses, self.accuracy, self.reached, self.first_zero, self.last_zero = [], 0.0, None, [], []
+
+    def on_epoch_start(self, state) -> None:
+        for m in state.model.modules():  # no regularization: dropout off, batch norm still uses batch statistics
+            if isinstance(m, _DROPOUT):
+                m.eval()
+
+    def on_before_step(self, state) -> None:
+        self.last_zero = [n for n, p in self.named if p.requires_grad and (p.grad is None or not p.grad.any())]
+        self.first_zero = self.last_zero if state.step == 0 else self.first_zero
+
+    def on_epoch_end(self, state) -> None:
+        # The epoch's one forward pass came before its optimizer step: `epoch - 1` steps had been taken.
+        self.losses, self.accuracy = state.history["train_loss"], state.history["train_acc"][-1]
+        if self.accuracy >= self.target:
+            self.reached = state.epoch - 1
+            raise StopTraining
 
 
 def _overfit_causes(named: list, first_zero: list[str], last_zero: list[str], losses: list[float],
@@ -213,43 +224,54 @@ def lr_find(model: nn.Module, data, *, start_lr: float = 1e-6, end_lr: float = 1
     if steps < 10:
         raise ValueError(f"steps={steps} is too few to read a curve; use at least 10 (100 is usual)")
     dev = _model_device(model)
-    loader = _as_loader(data, batch_size=batch_size, train=True, device=dev, seed=seed)
-    if len(loader) == 0:
+    dataset = isinstance(data, (ImageDataset, tuple))
+    batches = len(_as_loader(data, batch_size=batch_size, train=True, device=dev, seed=seed))
+    if batches == 0:
         raise ValueError("the data yields no batches; use a smaller batch_size or more data")
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     was_training = model.training
-    model.train()
-    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr=start_lr,
-                         momentum=momentum, weight_decay=0.0)
-    lrs = start_lr * (end_lr / start_lr) ** (np.arange(steps) / (steps - 1))
-    raw, smoothed, avg, diverged = [], [], 0.0, False
-    try:
-        for i, (lr, (x, y)) in enumerate(zip(lrs, _forever(loader))):
-            for group in opt.param_groups:
-                group["lr"] = float(lr)
-            loss = F.cross_entropy(_logits(model(_to_device(x, dev))), y.to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            raw.append(loss.item())
-            avg = smooth * avg + (1 - smooth) * raw[-1]
-            smoothed.append(avg / (1 - smooth ** (i + 1)))  # debiased: early values are not pulled to 0
-            if not math.isfinite(raw[-1]) or smoothed[-1] > diverge * min(smoothed):
-                diverged = True
-                break
+    sweep = _Sweep(start_lr * (end_lr / start_lr) ** (np.arange(steps) / (steps - 1)), smooth, diverge)
+    try:  # fit's loop with the learning rate set by the sweep before every step
+        fit(model, data, epochs=math.ceil(steps / batches), optimizer=optimizer, lr=start_lr, momentum=momentum,
+            weight_decay=0.0, schedule=None, device=dev, progress=False, callbacks=[sweep],
+            **({"batch_size": batch_size, "seed": seed} if dataset else {}))
+    except NonFiniteLossError:
+        sweep.diverged = True
     finally:
         model.load_state_dict(saved)
         model.train(was_training)
-    lrs = lrs[:len(raw)].tolist()
+    raw, smoothed, diverged = sweep.raw, sweep.smoothed, sweep.diverged
+    lrs = sweep.lrs[:len(raw)].tolist()
     finite = [s if math.isfinite(s) else math.inf for s in smoothed]
     lr_min = lrs[int(np.argmin(finite))]
     return LRFindResult(lrs, smoothed, raw, lr_min, max(lr_min / 10, lrs[0]), start_lr, end_lr, diverged)
 
 
-def _forever(loader):
-    """The loader's batches, epoch after epoch."""
-    while True:
-        yield from loader
+class _Sweep:
+    """lr_find's callback: sets each step's learning rate, reads each step's loss, stops at divergence."""
+
+    def __init__(self, lrs: np.ndarray, smooth: float, diverge: float):
+        self.lrs, self.smooth, self.diverge = lrs, smooth, diverge
+        self.raw, self.smoothed, self.avg, self.diverged = [], [], 0.0, False
+
+    def _set(self, state, lr: float) -> None:
+        for group in state.optimizer.param_groups:
+            group["lr"] = float(lr)
+
+    def on_fit_start(self, state) -> None:
+        self._set(state, self.lrs[0])
+
+    def on_step_end(self, state) -> None:
+        i = len(self.raw)
+        self.raw.append(state.losses[state.batch - 1].item())  # a sweep reads every step: it is a diagnostic
+        self.avg = self.smooth * self.avg + (1 - self.smooth) * self.raw[-1]
+        self.smoothed.append(self.avg / (1 - self.smooth ** (i + 1)))  # debiased: early values are not pulled to 0
+        if not math.isfinite(self.raw[-1]) or self.smoothed[-1] > self.diverge * min(self.smoothed):
+            self.diverged = True
+            raise StopTraining
+        if i + 1 == len(self.lrs):
+            raise StopTraining
+        self._set(state, self.lrs[i + 1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,7 +419,8 @@ def search(space: dict, budget: int, *, model: Callable[..., nn.Module], train, 
         config.seed_everything(seed)
         net = model(**{k: v for k, v in values.items() if k not in fit_names})
         started = time.perf_counter()
-        history = fit(net, train, val, epochs=epochs, seed=seed,
+        seeded = {"seed": seed} if isinstance(train, (ImageDataset, tuple)) else {}  # a loader has its own seed
+        history = fit(net, train, val, epochs=epochs, **seeded,
                       **fit_kwargs, **{k: v for k, v in values.items() if k in fit_names})
         return history, time.perf_counter() - started, net
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["QUICK", "is_quick", "seed_everything", "device", "data_root", "REPO_ROOT"]
+__all__ = ["QUICK", "is_quick", "seed_everything", "device", "fast_kernels", "data_root", "REPO_ROOT"]
 
 
 def is_quick() -> bool:
@@ -61,6 +61,20 @@ def device(prefer: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def fast_kernels(enable: bool = True) -> None:
+    """On NVIDIA GPUs: let cuDNN time its convolution algorithms and pick the fastest for each input shape
+    (``cudnn.benchmark``), and let float32 matrix products and convolutions use TF32 tensor cores.
+
+    TF32 keeps float32's range with a 10-bit mantissa: several times faster on Ampere and newer GPUs, and
+    indistinguishable for training these networks, but not bit-for-bit reproducible (nor is the benchmark
+    choice), which is why it is a setting and off by default in PyTorch. ``recipes.run`` turns it on;
+    ``seed_everything(deterministic=True)`` turns the benchmark off again. No effect on CPU and MPS.
+    """
+    torch.backends.cudnn.benchmark = enable
+    torch.backends.cuda.matmul.allow_tf32 = enable
+    torch.backends.cudnn.allow_tf32 = enable
 
 
 def data_root() -> Path:

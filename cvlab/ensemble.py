@@ -99,7 +99,9 @@ def kfold(make_model: Callable[[], nn.Module], dataset: ImageDataset, *, k: int 
     for i, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         model = make_model()
         part = dataset.take(train_idx)
-        histories.append(fit(model, loader(part) if loader is not None else part, seed=seed + i, **fit_kwargs))
+        # a loader of your own is seeded by you; a dataset fit wraps gets a seed per fold
+        data = loader(part) if loader is not None else part
+        histories.append(fit(model, data, **({} if loader is not None else {"seed": seed + i}), **fit_kwargs))
         probs = predict(model, dataset.take(held_idx), device=fit_kwargs.get("device"))
         oof = oof if oof is not None else torch.zeros(len(labels), probs.shape[1])
         oof[held_idx], fold_of[held_idx] = probs, i

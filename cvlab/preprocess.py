@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Preprocess"]
+__all__ = ["Preprocess", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,13 @@ class Preprocess:
     def from_dict(cls, d: dict | None) -> Preprocess | None:
         return cls(**d) if d is not None else None
 
+
+def prepare(model, images: torch.Tensor) -> torch.Tensor:
+    """A batch as ``model`` takes it: uint8 images through ``model.preprocess`` (recorded by fit or
+    ``cvlab.load``; else scaled to [0, 1]), on the model's device; float images as they are."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be a batch (B, C, H, W); got shape {tuple(images.shape)}. Add a batch axis: x[None].")
+    if images.dtype != torch.uint8:
+        return images
+    device = next(model.parameters(), torch.empty(0)).device
+    return (getattr(model, "preprocess", None) or Preprocess())(images.to(device))

@@ -20,24 +20,43 @@ from collections.abc import Callable
 import torch
 from torch.optim import lr_scheduler
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "lr_factor"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "lr_factor", "decay_groups"]
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "linear", "warmup_cosine", "onecycle")
 
 
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two parameter groups: weight matrices and kernels decay; biases and norm scales/shifts (1-D) do not.
+
+    Decaying a batch-norm scale or a bias only shrinks it toward zero without regularising what the
+    network computes (a conv followed by batch norm is scale-invariant), so timm and nanoGPT leave them out.
+    """
+    params = list(model.parameters())  # frozen ones too: a callback may unfreeze them later
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
 def make_optimizer(optimizer: str | torch.optim.Optimizer, params, *, lr: float, momentum: float = 0.9,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """An optimizer by name ("sgd", "nesterov" = SGD with Nesterov momentum, "adam", "adamw"), or the one given."""
+                   weight_decay: float = 0.0, fused: bool = False) -> torch.optim.Optimizer:
+    """An optimizer by name ("sgd", "nesterov" = SGD with Nesterov momentum, "adam", "adamw"), or the one given.
+
+    ``params`` is a model (then :func:`decay_groups` exempts biases and norm parameters from weight
+    decay), parameters or parameter groups. ``fused=True`` uses torch's one-kernel update (CUDA).
+    """
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
+    if isinstance(params, torch.nn.Module):
+        params = decay_groups(params, weight_decay)
     name = str(optimizer).lower()
+    extra = {"fused": True} if fused else {}
     if name in ("sgd", "nesterov"):
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=name == "nesterov", weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=name == "nesterov", weight_decay=weight_decay,
+                               **extra)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **extra)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **extra)
     raise ValueError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)} or pass a torch.optim.Optimizer")
 
 

@@ -106,16 +106,16 @@ def tiny_cnn() -> nn.Module:
 def test_each_remedy_trains_through_fit_and_finds_the_rare_class(rare, how):
     torch.manual_seed(0)
     model = tiny_cnn()
-    train, kwargs = rare, {}
+    train, kwargs = rare, {"batch_size": 64}
     if how == "focal":
         kwargs["loss_fn"] = FocalLoss(gamma=2.0, alpha=class_weights(rare.labels))
     elif how == "weighted_ce":
         kwargs["loss_fn"] = nn.CrossEntropyLoss(weight=class_weights(rare.labels))
     elif how == "sampler":
-        train = weighted_loader(rare, batch_size=64)
+        train, kwargs = weighted_loader(rare, batch_size=64), {}  # the loader has its batch size
     else:
         train = oversample(rare)
-    fit(model, train, epochs=3, lr=0.05, batch_size=64, progress=False, device="cpu", **kwargs)
+    fit(model, train, epochs=3, lr=0.05, progress=False, device="cpu", **kwargs)
     with torch.no_grad():
         preds = model(rare.images.float() / 255).argmax(1)
     recall = (preds[rare.labels == 1] == 1).float().mean().item()

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..plot import show_images
+from ..preprocess import prepare
 from .gradcam import _normalize, overlay
 
 __all__ = ["attention_maps", "rollout", "head_maps", "attention_rollout", "upsample", "plot_attention"]
@@ -30,14 +31,14 @@ __all__ = ["attention_maps", "rollout", "head_maps", "attention_rollout", "upsam
 @torch.no_grad()
 def attention_maps(model: nn.Module, images: torch.Tensor, blocks: Sequence[int] | None = None) -> torch.Tensor:
     """Attention weights (len(blocks), B, heads, N, N) of the chosen blocks (all if None; negative counts from the end),
-    with the model in eval mode."""
+    with the model in eval mode. uint8 images go through ``model.preprocess``; float ones are taken as prepared."""
     if not hasattr(model, "attention_maps"):
         raise TypeError(f"{type(model).__name__} has no attention_maps(images) method; use a cvlab ViT or DeiT "
                         "(cvlab.models.create('vit_tiny_28', ...)), or Grad-CAM (cvlab.explain.gradcam) for a CNN.")
     was_training = model.training
     model.eval()
     try:
-        maps = model.attention_maps(images.float())
+        maps = model.attention_maps(prepare(model, images).float())  # uint8: as the model was trained
     finally:
         model.train(was_training)
     chosen = range(len(maps)) if blocks is None else blocks

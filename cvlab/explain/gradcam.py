@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..plot import show_images, to_display
+from ..preprocess import prepare
 
 __all__ = ["GradCAM", "gradcam", "overlay", "plot_gradcam", "feature_maps", "plot_feature_maps"]
 
@@ -39,13 +40,6 @@ def _layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
         names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) or len(list(m.children())) > 0]
         raise ValueError(f"the model has no layer {layer!r}; some of its layers: {', '.join(n for n in names[-8:] if n)}"
                          ) from None
-
-
-def _as_input(images: torch.Tensor) -> torch.Tensor:
-    """A float batch: uint8 images are scaled to [0, 1] (as cvlab.train.predict does), float ones kept as they are."""
-    if images.ndim != 4:
-        raise ValueError(f"images must be a batch (B, C, H, W); got shape {tuple(images.shape)}. Add a batch axis: x[None].")
-    return images.float() / 255 if images.dtype == torch.uint8 else images
 
 
 def _normalize(maps: torch.Tensor) -> torch.Tensor:
@@ -79,7 +73,7 @@ class GradCAM:
         try:
             with torch.enable_grad():
                 # The input needs a gradient so that the graph reaches the layer even when the weights are frozen.
-                logits = self.model(_as_input(images).detach().requires_grad_(True))  # (B, C)
+                logits = self.model(prepare(self.model, images).detach().requires_grad_(True))  # (B, C)
                 classes = _targets(target, logits)
                 score = logits.gather(1, classes[:, None]).sum()  # images are independent: one backward for all
                 grads, = torch.autograd.grad(score, self.activations)  # (B, K, h, w) dy_c / dA
@@ -149,7 +143,7 @@ def feature_maps(model: nn.Module, layer: nn.Module | str, images: torch.Tensor)
     was_training = model.training
     model.eval()
     try:
-        model(_as_input(images))
+        model(prepare(model, images))
     finally:
         handle.remove()
         model.train(was_training)

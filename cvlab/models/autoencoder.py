@@ -13,18 +13,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .. import config
+from ..preprocess import Preprocess
 
 __all__ = ["ConvAutoencoder", "train_autoencoder", "reconstruction_error"]
-
-
-def _as_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images scaled to [0, 1]; float images as they are."""
-    if images.ndim != 4:
-        raise ValueError(f"images must be a batch (N, C, H, W); got shape {tuple(images.shape)}")
-    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
 
 
 class ConvAutoencoder(nn.Module):
@@ -58,38 +51,23 @@ class ConvAutoencoder(nn.Module):
 def train_autoencoder(model: nn.Module, images: torch.Tensor, *, epochs: int = 10, lr: float = 2e-3,
                       batch_size: int = 128, seed: int = 0, device=None) -> list[float]:
     """Train ``model`` to rebuild ``images`` (N, C, H, W; uint8 or float in [0, 1]) by mean squared error with
-    Adam; returns the mean loss of each epoch.
-
-    The loop is written out rather than run through :func:`cvlab.train.fit`, whose loop expects class labels.
-    """
-    dev = torch.device(device) if device is not None else config.device()
-    x_all = _as_float(images).to(dev)
-    model.to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for _ in range(epochs):
-        total = 0.0
-        for idx in torch.randperm(len(x_all), generator=gen).split(batch_size):
-            x = x_all[idx.to(dev)]
-            loss = F.mse_loss(model(x), x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(x_all))
-    return history
+    Adam; returns the mean loss of each epoch. It is :func:`cvlab.train.fit` with the
+    :class:`~cvlab.tasks.Reconstruction` task."""
+    from ..tasks import Reconstruction
+    from ..train import fit
+    if images.ndim != 4:
+        raise ValueError(f"images must be a batch (N, C, H, W); got shape {tuple(images.shape)}")
+    history = fit(model, (images, torch.zeros(len(images), dtype=torch.long)), epochs=epochs, task=Reconstruction(),
+                  optimizer="adam", lr=lr, weight_decay=0.0, schedule=None, batch_size=batch_size, seed=seed,
+                  device=device if device is not None else config.device(), progress=False)
+    return history["train_loss"]
 
 
-@torch.no_grad()
 def reconstruction_error(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
     """The anomaly score of each image (N,): the mean squared difference between it and its reconstruction."""
-    was_training = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    scores = []
-    for x in _as_float(images).split(batch_size):
-        x = x.to(dev)
-        scores.append(((model(x) - x) ** 2).mean(dim=(1, 2, 3)).cpu())
-    model.train(was_training)
-    return torch.cat(scores)
+    from ..tasks import Reconstruction
+    from ..train import evaluate
+    if images.ndim != 4:
+        raise ValueError(f"images must be a batch (N, C, H, W); got shape {tuple(images.shape)}")
+    data = (images, torch.zeros(len(images), dtype=torch.long))
+    return evaluate(model, data, task=Reconstruction(), batch_size=batch_size, preprocess=Preprocess())["errors"]

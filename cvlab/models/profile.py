@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["LayerStats", "Summary", "summary", "latency", "train_step_time"]
@@ -199,37 +198,34 @@ def train_step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, amp=F
                     device: str | torch.device | None = None) -> float:
     """Median seconds of one training step on the batch ``(x, y)``: forward, cross-entropy, backward, SGD update.
 
-    Runs on a copy of ``model`` (the model itself is not touched) on ``device`` (default: the model's own),
-    after two warm-up steps; ``amp`` is understood as by :func:`cvlab.train.fit`, and a model that returns
-    several outputs (DeiT while distilling) is scored on the first. Use it to decide things
-    a rule of thumb gets wrong, e.g. whether bf16 autocast speeds up *this* network on *this* CPU: a CPU
-    with native bf16 trains a small CNN faster with it, and can train a small ViT slower.
+    Runs :func:`cvlab.train.fit` on a copy of ``model`` (the model itself is not touched) on ``device``
+    (default: the model's own), timing the steps after two warm-up steps; ``amp`` is understood as by
+    fit, and a model that returns several outputs (DeiT while distilling) is scored on the first. Use it
+    to decide things a rule of thumb gets wrong, e.g. whether bf16 autocast speeds up *this* network on
+    *this* CPU: a CPU with native bf16 trains a small CNN faster with it, and can train a small ViT slower.
     """
-    from ..train import _amp_dtype, _logits, _model_device
+    from ..train import _model_device, fit
 
     if steps < 1:
         raise ValueError(f"steps={steps}: time at least one step")
     device = torch.device(device) if device is not None else _model_device(model)
-    net = copy.deepcopy(model).to(device).train()
-    x, y = x.to(device), y.to(device)
-    dtype = _amp_dtype(amp, device)
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
-
-    def step():
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            loss = F.cross_entropy(_logits(net(x)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elif device.type == "mps":
-            torch.mps.synchronize()
-
-    step(), step()  # warm-up: allocation, kernel selection
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    timer = _StepTimer(device)
+    batch = (x.to(device), y.to(device))  # the same batch every step, already on the device
+    fit(copy.deepcopy(model), [batch] * (steps + 2), epochs=1, optimizer="sgd", lr=1e-3, momentum=0.0,
+        weight_decay=0.0, schedule=None, amp=amp, device=device, progress=False, callbacks=[timer])
+    times = [b - a for a, b in zip(timer.ends[1:], timer.ends[2:])]  # after two warm-up steps
     return sorted(times)[len(times) // 2]
+
+
+class _StepTimer:
+    """Records the wall time at the end of each step, after waiting for the device to finish it."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.ends = device, []
+
+    def on_step_end(self, state) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+        self.ends.append(time.perf_counter())
