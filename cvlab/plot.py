@@ -80,11 +80,13 @@ def class_means(dataset, *, size: float = 1.6):
 
 
 def history(hist: dict, *, size: float = 3.6):
-    """Training curves from :func:`cvlab.train.fit`'s history: loss, accuracy (train vs val) and learning rate."""
+    """Training curves from :func:`cvlab.train.fit`'s history: loss, the task's first metric (accuracy for a
+    classifier; train vs val) and learning rate."""
     import matplotlib.pyplot as plt
     epochs = hist["epoch"]
+    metric = next((k[4:] for k in hist if k.startswith("val_") and k != "val_loss"), "acc")  # acc, map, psnr, ...
     fig, axes = plt.subplots(1, 3, figsize=(3 * size, size * 0.8))
-    for ax, metric, title in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+    for ax, metric, title in ((axes[0], "loss", "loss"), (axes[1], metric, {"acc": "accuracy"}.get(metric, metric))):
         for split, style in (("train", "-o"), ("val", "-s")):
             values = hist.get(f"{split}_{metric}") or []
             if values:

@@ -109,6 +109,9 @@ def test_reconstruction_trains_an_autoencoder_through_fit(fmnist, tmp_path):
     assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
     assert history["val_psnr"][-1] == pytest.approx(-10 * math.log10(history["val_loss"][-1]), rel=1e-6)
     assert (tmp_path / "best.pt").is_file()  # chosen on val_loss: a reconstruction has no accuracy
+    import matplotlib
+    matplotlib.use("Agg")
+    assert cvlab.plot.history(history).axes[1].get_title() == "psnr"  # the task's metric, not an empty accuracy plot
     errors = cvlab.models.autoencoder.reconstruction_error(ae, fmnist.images[1024:1536])
     x = fmnist.images[1024:1536].float() / 255
     with torch.no_grad():
