@@ -21,6 +21,7 @@ A task is a plain object with these methods (subclass :class:`Task` for the defa
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -58,7 +59,7 @@ class Task:
         return {}
 
     def evaluate(self, outs: list, targets: list) -> dict:
-        n = sum(len(hard_labels(t)) if t is not None else len(logits_of(o)) for o, t in zip(outs, targets))
+        n = sum(len(logits_of(o)) for o in outs)
         total = sum(self.loss(o, t).float() * len(logits_of(o)) for o, t in zip(outs, targets))
         return {"loss": float(total) / max(n, 1)}
 
@@ -157,7 +158,7 @@ class Reconstruction(Task):
     def evaluate(self, outs: list, targets: list) -> dict:
         per_image = torch.cat([((o.float() - t.float()) ** 2).flatten(1).mean(1) for o, t in zip(outs, targets)])
         mse = per_image.mean().item()
-        return {"loss": mse, "psnr": float(-10 * torch.log10(torch.tensor(max(mse, 1e-12)))), "errors": per_image.cpu()}
+        return {"loss": mse, "psnr": -10 * math.log10(max(mse, 1e-12)), "errors": per_image.cpu()}
 
 
 def nt_xent(z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -169,12 +170,16 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """
     if z.ndim != 2 or len(z) % 2:
         raise ValueError(f"nt_xent takes (2B, D) embeddings, two views of B images; got {tuple(z.shape)}")
-    b = len(z) // 2
     z = F.normalize(z.float(), dim=1)
     sim = z @ z.T / temperature                                   # (2B, 2B) scaled cosine similarities
     sim.fill_diagonal_(float("-inf"))                             # an embedding is not its own candidate
-    positives = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)  # (2B,) index of the other view
-    return F.cross_entropy(sim, positives)
+    return F.cross_entropy(sim, _partners(len(z), z.device))
+
+
+def _partners(n: int, device: torch.device) -> torch.Tensor:
+    """(n,) the index of each embedding's other view, for n = 2B stacked as [view 1 of all; view 2 of all];
+    made on the device (no host-to-device copy per step)."""
+    return torch.arange(n, device=device).roll(n // 2)
 
 
 def random_views(x: torch.Tensor, *, padding: int = 4, jitter: float = 0.4) -> torch.Tensor:
@@ -209,10 +214,8 @@ class Contrastive(Task):
 
     def train_sums(self, out, targets) -> dict[str, torch.Tensor]:
         z = F.normalize(logits_of(out).detach().float(), dim=1)
-        b = len(z) // 2
         sim = (z @ z.T).fill_diagonal_(float("-inf"))
-        partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
-        return {"pair_acc": (sim.argmax(1) == partner).sum() / 2}   # per image: the mean of its two views
+        return {"pair_acc": (sim.argmax(1) == _partners(len(z), z.device)).sum() / 2}  # per image: mean of its two views
 
     def evaluate(self, outs: list, targets: list) -> dict:
         n = sum(len(o) // 2 for o in outs)

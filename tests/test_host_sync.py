@@ -34,6 +34,7 @@ import cvlab
 from cvlab.augment import MixUpCutMix
 from cvlab.data import TensorLoader
 from cvlab.models import create
+from cvlab.tasks import Contrastive
 from cvlab.train import fit
 
 DEVICE = torch.device("cpu", 0)  # stands in for cuda:0
@@ -173,8 +174,10 @@ def _train(counter: SyncCounter, callbacks=(), **kwargs) -> SyncCounter:
 @pytest.mark.parametrize("kwargs", [
     {},
     {"loss_fn": nn.CrossEntropyLoss(weight=torch.linspace(0.5, 1.5, 10, device=DEVICE))},
+    {"loss_fn": nn.CrossEntropyLoss(weight=torch.linspace(0.5, 1.5, 10))},  # made on the host: fit moves it once
     {"batch_transform": MixUpCutMix(num_classes=10)},
-], ids=["default_loss", "weighted_loss", "mixup_cutmix"])
+    {"task": Contrastive()},  # two views drawn on the device, NT-Xent's partner indices made there
+], ids=["default_loss", "weighted_loss", "host_weighted_loss", "mixup_cutmix", "contrastive"])
 def test_training_step_does_not_sync(kwargs):
     counter = _train(SyncCounter(), **kwargs)
     later = counter.steps[1:]  # the first step checks the first batch, once
