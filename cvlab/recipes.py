@@ -71,16 +71,13 @@ def run(*, data: str | Path = "fashion_mnist", model: str | None = None, epochs:
     _, _, dev = train.setup_distributed()
     if amp is None:
         amp = cpu_amp() if dev.type == "cpu" else None
-    folder = Path(data).is_dir() or any(sep in str(data) for sep in "/\\")
-    net_kwargs = dict(pretrained=pretrained)
-    if folder:
-        probe = models.create(hp["model"], num_classes=2, pretrained=False) if pretrained else None
-        cfg = models.data_config(probe) if probe is not None else {}
+    # pretrained weights expect their own input size, mean and std
+    cfg = models.data_config(models.create(hp["model"], num_classes=2)) if pretrained else {}
+    if Path(data).is_dir() or any(sep in str(data) for sep in "/\\"):  # a folder of your own images
         px = size or (cfg["input_size"][-1] if cfg else 64)
         train_set, test_set = cvdata.image_folder(data, size=px, channels=3 if pretrained else None), None
     else:
         train_set, test_set = cvdata.load(str(data), "train"), cvdata.load(str(data), "test")
-        cfg = models.data_config(models.create(hp["model"], num_classes=2)) if pretrained else {}
     if quick:
         train_set = cvdata.subset(train_set, n=min(QUICK_SIZES["n_train"], len(train_set)), seed=seed)
         if test_set is not None:
@@ -89,7 +86,7 @@ def run(*, data: str | Path = "fashion_mnist", model: str | None = None, epochs:
         hp["batch_size"] = batch_size or QUICK_SIZES["batch_size"]  # enough steps to learn something
     train_set, val_set = cvdata.split(train_set, val_fraction, seed=seed) if val_fraction else (train_set, None)
     c, h = train_set.images.shape[1], train_set.images.shape[2]
-    net = models.create(hp["model"], num_classes=train_set.num_classes, in_chans=c, **net_kwargs)
+    net = models.create(hp["model"], num_classes=train_set.num_classes, in_chans=c, pretrained=pretrained)
     norm = {"mean": list(cfg["mean"]), "std": list(cfg["std"])} if cfg else {}
     if norm and len(norm["mean"]) != c:  # gray images into RGB weights: the stem was folded to one channel
         norm = {k: [sum(v) / len(v)] * c for k, v in norm.items()}

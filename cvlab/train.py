@@ -450,16 +450,21 @@ def _all_labels(loader) -> torch.Tensor | None:
     return None
 
 
-def _label_error(labels: torch.Tensor, num_classes: int) -> ValueError:
+def _label_error(labels: torch.Tensor, num_classes: int, where: str = "") -> ValueError:
     bad = labels[(labels < 0) | (labels >= num_classes)]
-    return ValueError(f"labels must lie in [0, {num_classes}) for {num_classes} classes, but {len(bad)} do not "
+    return ValueError(f"{where}labels must lie in [0, {num_classes}) for {num_classes} classes, but {len(bad)} do not "
                       f"(min {labels.min().item()}, max {labels.max().item()}). Class indices start at 0: fix the "
                       f"labels, or pass num_classes= with the true number of classes and build the model with as many outputs.")
 
 
+def _classes_of(loader) -> list | None:
+    """The class names the loader (or its dataset) carries, if any."""
+    return getattr(loader, "classes", None) or getattr(getattr(loader, "dataset", None), "classes", None)
+
+
 def _check_labels(loader, num_classes: int | None) -> int | None:
     """The number of classes (given, else from the data's class names); all labels must be in range."""
-    classes = getattr(loader, "classes", None) or getattr(getattr(loader, "dataset", None), "classes", None)
+    classes = _classes_of(loader)
     if num_classes is None and classes:
         num_classes = len(classes)
     labels = _all_labels(loader)
@@ -539,8 +544,7 @@ def _preprocess_of(loader, channels_last: bool) -> Preprocess:
 
 def _meta(model: nn.Module, loader, preprocess: Preprocess, num_classes: int | None, task: Task) -> dict:
     """What a checkpoint needs to rebuild and feed the model, and what a resumed run must match."""
-    classes = getattr(loader, "classes", None) or getattr(getattr(loader, "dataset", None), "classes", None)
-    labels = _all_labels(loader)
+    classes, labels = _classes_of(loader), _all_labels(loader)
     return {"model": getattr(model, "cvlab_spec", None), "preprocess": preprocess.to_dict(),
             "classes": list(classes) if classes else None, "num_classes": num_classes, "task": type(task).__name__,
             "batch_size": getattr(loader, "batch_size", None),
@@ -550,11 +554,7 @@ def _meta(model: nn.Module, loader, preprocess: Preprocess, num_classes: int | N
 def _check_batch_labels(y: torch.Tensor, num_classes: int, epoch: int, batch: int) -> None:
     """A host-side label batch must fit the classes (a bad label deep in a DataLoader, caught before the device)."""
     if y.dtype == torch.long and len(y) and (y.min() < 0 or y.max() >= num_classes):
-        bad = y[(y < 0) | (y >= num_classes)]
-        raise ValueError(f"batch {batch + 1} of epoch {epoch + 1} holds labels {sorted(set(bad.tolist()))[:5]} outside "
-                         f"[0, {num_classes}) for {num_classes} classes. Class indices start at 0: fix the dataset's "
-                         f"labels, or pass num_classes= with the true number of classes and build the model with as "
-                         f"many outputs.")
+        raise _label_error(y, num_classes, where=f"batch {batch + 1} of epoch {epoch + 1}: ")
 
 
 def _model_device(model: nn.Module) -> torch.device:
