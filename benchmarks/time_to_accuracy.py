@@ -1,9 +1,12 @@
 """Time to 93% test accuracy: the default recipe on full Fashion-MNIST (60,000 images) on this CPU.
 
-The clock starts before the data is loaded and includes every per-epoch evaluation on the
-10,000 test images. The recipe trains on all 60,000 training images (no validation split: the
-benchmark watches the test set, as published time-to-accuracy figures do). Also prints the peak
-resident memory (RSS) of the whole process, and whether this CPU computes bf16 natively.
+The clock starts before the data is loaded. The recipe trains on all 60,000 training images (no
+validation split: the benchmark watches the test set, as published time-to-accuracy figures do) and
+the benchmark evaluates the 10,000 test images after every epoch, as the recipe evaluates (test-time
+views included). Those watching evaluations are not part of the recipe, so the clock stops while they
+run, except for the one that first reaches the target: the figure is the wall time of training to that
+epoch plus one evaluation. Both clocks are printed. Also prints the peak resident memory (RSS) of the
+whole process, and whether this CPU computes bf16 natively.
 
     .venv/bin/python benchmarks/time_to_accuracy.py [--target 0.93] [--amp off|bf16|auto]
 """
@@ -23,19 +26,23 @@ from cvlab.train import evaluate
 
 class TimeToAccuracy:
     """Evaluates the test set after every epoch (as the recipe evaluates, TTA included) and remembers the
-    wall time at which its accuracy first reached ``target``."""
+    time at which its accuracy first reached ``target``: wall time less the earlier watching evaluations."""
 
     def __init__(self, target: float, start: float, test, amp):
         self.target, self.start, self.test, self.amp = target, start, test, amp
-        self.reached, self.accuracies = None, []
+        self.reached, self.accuracies, self.watching = None, [], 0.0  # seconds spent in earlier evaluations
 
     def on_epoch_end(self, state) -> None:
+        t0 = time.perf_counter()
         acc = evaluate(state.model, self.test, amp=self.amp, tta=recipes.FASHION_MNIST["tta"])["accuracy"]
+        now = time.perf_counter()
         self.accuracies.append(acc)
-        print(f"  test accuracy after epoch {state.epoch}: {100 * acc:.2f}% at {time.perf_counter() - self.start:.1f} s",
-              flush=True)
+        clock = now - self.start - self.watching  # training so far, plus this one evaluation
+        print(f"  test accuracy after epoch {state.epoch}: {100 * acc:.2f}% at {clock:.1f} s "
+              f"({now - self.start:.1f} s wall; this evaluation {now - t0:.1f} s)", flush=True)
         if self.reached is None and acc >= self.target:
-            self.reached = (time.perf_counter() - self.start, state.epoch)
+            self.reached = (clock, state.epoch)
+        self.watching += now - t0
 
     def result(self, limit: float) -> str:
         """The headline RESULT line: seconds to the target accuracy, against ``limit`` seconds."""

@@ -112,7 +112,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, task: Task | None = N
         schedule="warmup_cosine", warmup: float = 0.1, label_smoothing: float = 0.0, loss_fn=None,
         batch_transform=None, grad_clip: float | None = None, accumulate: int = 1, batch_size: int | None = None,
         num_classes: int | None = None, device=None, amp=None, channels_last: bool = False, compile: bool = False,
-        tta: bool = False, callbacks=(), progress: bool = True, resume: bool | str | Path = False,
+        tta: bool | str = False, callbacks=(), progress: bool = True, resume: bool | str | Path = False,
         seed: int | None = None) -> dict:
     """Train ``model`` on ``train`` for ``epochs``, evaluating on ``val`` after each; returns the history.
 
@@ -132,7 +132,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, task: Task | None = N
     - ``accumulate`` batches are summed into each optimizer step; ``grad_clip`` caps the gradient norm.
     - ``amp``: None (bf16/fp16 on GPUs, off on CPU), True, False, "bf16" or "fp16" (with a gradient scaler).
       ``channels_last`` and ``compile`` (``torch.compile``) can make convolutions faster; ``tta``
-      evaluates ``val`` with horizontal-flip test-time augmentation.
+      evaluates ``val`` with test-time augmentation (see :func:`evaluate`).
     - ``callbacks``: objects with any of the methods listed in :mod:`cvlab.callbacks`; ``progress``
       adds a :class:`Progress` display unless you pass one. ``resume=True`` continues from the
       :class:`Checkpoint` callback's ``last.pt`` if it exists (a path resumes from that file).
@@ -242,7 +242,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, task: Task | None = N
 
 
 def _end_epoch(state: TrainState, net, val_loader, task: Task, scheduler, interval: str, amp_dtype,
-               tta: bool) -> None:
+               tta: bool | str) -> None:
     """Record the finished epoch's metrics in the history and step per-epoch schedules."""
     losses = state.check_loss()
     names = list(state.sums)
@@ -319,19 +319,22 @@ def _epoch_batches(loader, state: TrainState):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, *, task: Task | None = None, batch_size: int = 512, device=None, amp=None,
-             tta: bool = False, preprocess: Preprocess | None = None) -> dict:
+             tta: bool | str = False, preprocess: Preprocess | None = None) -> dict:
     """The task's loss and metrics on ``data``; for classification (the default): loss (cross-entropy),
     accuracy, and per-image predictions, probabilities and labels.
 
     Raw images (a dataset, uint8 tensors) go through ``preprocess``, by default the one ``fit`` or
     ``cvlab.load`` recorded as ``model.preprocess``; a loader's batches are used as it yields them.
-    ``tta=True`` averages the logits of each image and its horizontal flip (test-time augmentation).
-    The model is put in eval mode and returned to its previous mode afterwards.
+    Test-time augmentation averages the logits of several views of each image: ``tta=True`` (or "flip")
+    the image and its mirror; ``tta="shift"`` those and the image moved one pixel in each of four
+    directions (``cvlab.ensemble.DEFAULT_TTA``, six views). The model is put in eval mode and returned to
+    its previous mode afterwards.
     """
     dev = torch.device(device) if device is not None else _model_device(model)
     preprocess = preprocess or getattr(model, "preprocess", None)
     loader = _as_loader(data, batch_size=batch_size, train=False, device=dev, preprocess=preprocess)
     dtype = _amp_dtype(amp, dev)
+    views = _tta_views(tta)
     was_training = model.training
     model.eval()
     task = task or Classification()
@@ -339,17 +342,24 @@ def evaluate(model: nn.Module, data, *, task: Task | None = None, batch_size: in
     with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
         for x, y in loader:
             x, t = task.prepare(_to_device(x, dev, preprocess), y.to(dev), False)
-            out = _logits(model(x)).float()  # (B, C) for a classifier
-            if tta:
-                out = (out + _logits(model(x.flip(3))).float()) / 2
+            out = sum(_logits(model(view(x))).float() for view in views) / len(views)  # (B, C) for a classifier
             outs.append(out)
             targets.append(t)
     model.train(was_training)
     return task.evaluate(outs, targets)
 
 
+def _tta_views(tta: bool | str) -> tuple:
+    """``evaluate``'s ``tta`` -> the transforms of a batch whose logits it averages."""
+    from .ensemble import DEFAULT_TTA, hflip, identity  # ensemble builds on this module
+    views = {False: (identity,), True: (identity, hflip), "flip": (identity, hflip), "shift": DEFAULT_TTA}
+    if not isinstance(tta, (bool, str)) or tta not in views:
+        raise ValueError(f"tta must be False, True, 'flip' or 'shift'; got {tta!r}")
+    return views[tta]
+
+
 @torch.no_grad()
-def predict(model: nn.Module, data, *, batch_size: int = 512, device=None, amp=None, tta: bool = False,
+def predict(model: nn.Module, data, *, batch_size: int = 512, device=None, amp=None, tta: bool | str = False,
             preprocess: Preprocess | None = None) -> torch.Tensor:
     """Class probabilities (N, C) for a dataset, a loader or an image tensor (N, C, H, W); ``.argmax(1)`` gives classes.
 

@@ -146,6 +146,20 @@ def test_evaluate_and_predict(fmnist):
     torch.testing.assert_close(evaluate(model, data, tta=True)["probabilities"], ((logits + flipped) / 2).softmax(1))
 
 
+def test_evaluate_with_shift_tta_averages_the_logits_of_six_views(fmnist):
+    data = fmnist.take(range(50))
+    torch.manual_seed(0)
+    model = tiny_cnn().eval()
+    x = data.images.float() / 255
+    padded = F.pad(x, (1, 1, 1, 1))  # a one-pixel shift fills the uncovered edge with zeros
+    views = [x, x.flip(3), padded[..., :-2, 1:-1], padded[..., 2:, 1:-1], padded[..., 1:-1, :-2], padded[..., 1:-1, 2:]]
+    with torch.no_grad():
+        mean_logits = torch.stack([model(v) for v in views]).mean(0)
+    torch.testing.assert_close(evaluate(model, data, tta="shift")["probabilities"], mean_logits.softmax(1))
+    with pytest.raises(ValueError, match="tta must be False, True, 'flip' or 'shift'; got 'flips'"):
+        evaluate(model, data, tta="flips")
+
+
 def test_early_stopping_stops_after_patience(fmnist):
     data = fmnist.take(range(64))
     # lr=0 and no batch norm: the validation loss never changes, so only epoch 1 counts as an improvement.
