@@ -59,6 +59,15 @@ def test_small_resnet_halves_the_resolution_per_stage(in_chans, size, final):
         assert model(x).shape == (2, 10)
 
 
+def test_small_resnet_narrow_has_no_stem_its_first_stage_reads_the_image():
+    model = models.create("small_resnet_narrow", num_classes=10, in_chans=1).eval()
+    assert isinstance(model.stem, torch.nn.Identity) and model.stages[0].conv.in_channels == 1
+    assert [s.conv.out_channels for s in model.stages] == [16, 48, 96] and model.num_features == 96
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert model.forward_features(x).shape == (2, 96, 3, 3)  # 28 -> 14 -> 7 -> 3, one stage fewer than stem + 3
+
+
 def test_extract_features_of_small_resnet_are_its_pooled_maps():
     # Regression: forward_features gave pooled vectors and forward_head had no pre_logits (a TypeError).
     torch.manual_seed(0)
@@ -105,6 +114,10 @@ def test_every_model_has_timms_interface(name):
         model.reset_classifier(0)  # timm: no classifier, the model returns its pre-logits
         assert all(isinstance(h, nn.Identity) for h in classifiers(model))
         torch.testing.assert_close(model(x), model.forward_head(model.forward_features(x), pre_logits=True))
+    headless = models.create(name, **dict(cheap(name), num_classes=0)).eval()  # timm: built without a classifier
+    assert all(isinstance(h, nn.Identity) for h in classifiers(headless)) and headless.num_classes == 0
+    with torch.no_grad():
+        assert headless(x).shape == (2, headless.head_hidden_size)
 
 
 # --- cvlab_spec: what rebuilds a model -------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from . import register
-from .layers import ConvNet, build, init_weights, min_input_size
+from .layers import ConvNet, build, init_weights, linear_head, min_input_size
 
 __all__ = ["LeNet5", "AlexNet", "VGG", "VGG_CFGS"]
 
@@ -47,7 +47,7 @@ class LeNet5(ConvNet):
         self.classifier = nn.Sequential(
             nn.Linear(16 * 5 * 5, 120), nn.Tanh(),  # C5
             nn.Linear(120, 84), nn.Tanh(),          # F6
-            nn.Linear(84, num_classes),
+            linear_head(84, num_classes),
         )
         self.num_features, self.head_hidden_size = 16, 84
 
@@ -75,7 +75,7 @@ class AlexNet(ConvNet):
         self.classifier = nn.Sequential(
             nn.Dropout(drop_rate), nn.Linear(256 * pool * pool, hidden), nn.ReLU(inplace=True),
             nn.Dropout(drop_rate), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, num_classes),
+            linear_head(hidden, num_classes),
         )
         self.num_features, self.head_hidden_size = 256, hidden
 
@@ -114,7 +114,7 @@ class VGG(ConvNet):
         self.classifier = nn.Sequential(
             nn.Linear(channels * pool * pool, hidden), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
-            nn.Linear(hidden, num_classes),
+            linear_head(hidden, num_classes),
         )
         self.num_features, self.head_hidden_size = channels, hidden
         init_weights(self)

