@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import widgets
-from .image import INTERPOLATIONS, _cv2_flag, _pair, _per_channel, as_hwc, from_hwc
+from .image import INTERPOLATIONS, _cv2_flag, _pair, as_hwc, from_hwc, normalize
 
 __all__ = ["PIPELINES", "register", "pipeline", "Augment", "one_hot", "mixup", "cutmix", "MixUpCutMix",
            "preview", "grid"]
@@ -65,7 +65,7 @@ class Augment:
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
         self.name, self.size, self.mean, self.std = name, _pair(size), mean, std
-        self._transform, self._build, self._built, self._affine = transform, build, {}, {}
+        self._transform, self._build, self._built = transform, build, {}
         self._worker_seed = None
 
     def transform_for(self, h: int, w: int, channels: int):
@@ -126,14 +126,7 @@ class Augment:
         out = self._apply(as_hwc(img, f"pipeline {self.name!r}")[0], None)
         # one uint8 copy into a contiguous (C, H, W), so the float passes below run on contiguous memory
         x = torch.from_numpy(np.ascontiguousarray(out.reshape(*out.shape[:2], -1).transpose(2, 0, 1)))
-        if self.mean is None:
-            return x.float().div_(255)
-        c = x.shape[0]
-        if c not in self._affine:  # cvlab.image.normalize's x / (255 std) - mean / std, (C, 1, 1) each, made once
-            mean, std = _per_channel(x, self.mean, "mean"), _per_channel(x, self.std, "std")
-            self._affine[c] = 1 / (255 * std), mean / std
-        scale, shift = self._affine[c]
-        return x.float().mul_(scale).sub_(shift)
+        return normalize(x, self.mean, self.std) if self.mean is not None else x.float().div_(255)
 
     def __repr__(self) -> str:
         built = self._transform if self._transform is not None else next(iter(self._built.values()), "(built on first use)")

@@ -22,14 +22,15 @@ class Preprocess:
     """uint8 images -> float [0, 1] -> (x - mean) / std, per channel; optionally resized, channel-adapted, NHWC.
 
     ``size`` (H, W) and ``channels`` describe the training images: a batch of another size is resized
-    (bilinear, antialiased) and a gray batch is repeated to ``channels`` = 3 (a colour batch to 1 is averaged).
-    ``None`` leaves that property alone.
+    (antialiased, with ``interpolation`` "bilinear" or "bicubic") and a gray batch is repeated to
+    ``channels`` = 3 (a colour batch to 1 is averaged). ``None`` leaves that property alone.
     """
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     size: tuple[int, int] | None = None
     channels: int | None = None
     channels_last: bool = False
+    interpolation: str = "bilinear"
 
     def __post_init__(self):
         if (self.mean is None) != (self.std is None):
@@ -45,6 +46,8 @@ class Preprocess:
                 raise ValueError(f"std must be positive; got {self.std}")
         if self.size is not None:
             object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"interpolation must be 'bilinear' or 'bicubic'; got {self.interpolation!r}")
         object.__setattr__(self, "_stats", {})  # device -> (mean, std) tensors: no host copy per batch
 
     def stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +72,8 @@ class Preprocess:
             else:
                 raise ValueError(f"the model was trained on {self.channels}-channel images; got {x.shape[1]} channels")
         if self.size is not None and tuple(x.shape[-2:]) != self.size:
-            x, fresh = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False), True
+            x = F.interpolate(x, size=self.size, mode=self.interpolation, antialias=True, align_corners=False)
+            fresh = True
         if self.mean is not None:
             mean, std = self.stats(x.device)
             x = x.sub_(mean).div_(std) if fresh else (x - mean) / std

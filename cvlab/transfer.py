@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from .preprocess import Preprocess
 from .train import _as_loader, _model_device, _to_device
 
 __all__ = ["Block", "blocks", "block_table", "freeze", "unfreeze", "replace_head", "param_groups",
@@ -298,19 +298,16 @@ class InputAdapter(nn.Module):
         from .models import data_config
         cfg = data_config(model)
         self.model = model
-        self.size = (size, size) if isinstance(size, int) else tuple(size or cfg["input_size"][-2:])
-        self.mode = cfg["interpolation"] if cfg["interpolation"] in ("bilinear", "bicubic") else "bilinear"
-        self.register_buffer("mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        size = (size, size) if isinstance(size, int) else tuple(size or cfg["input_size"][-2:])
+        mode = cfg["interpolation"] if cfg["interpolation"] in ("bilinear", "bicubic") else "bilinear"
+        self.adapt = Preprocess(mean=cfg["mean"], std=cfg["std"], size=size, channels=3, interpolation=mode)
+        self.size, self.mode = self.adapt.size, mode
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1 or 3, H, W) in [0, 1] -> (B, 3, *size), normalized as the weights expect."""
+        """(B, 1 or 3, H, W) in [0, 1] (or uint8) -> (B, 3, *size), normalized as the weights expect."""
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"InputAdapter takes (B, 1 or 3, H, W) images; got shape {tuple(x.shape)}")
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # gray: the same value in R, G and B
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False, antialias=True)
-        x = (x - self.mean) / self.std
+        x = self.adapt(x)  # gray: the same value in R, G and B
         return x.contiguous(memory_format=torch.channels_last) if self._channels_last() else x
 
     def _channels_last(self) -> bool:
@@ -344,15 +341,17 @@ def extract_features(model: nn.Module, data, *, batch_size: int = 256, device=No
     """Pooled pre-classifier features (N, D) and labels (N,) of a dataset, on the CPU, in eval mode.
 
     ``data`` is whatever :func:`cvlab.train.evaluate` takes: an ImageDataset, a TensorLoader, a
-    DataLoader or an (images, labels) pair. The model returns to its previous mode afterwards.
+    DataLoader or an (images, labels) pair; raw images go through ``model.preprocess`` as evaluate's do.
+    The model returns to its previous mode afterwards.
     """
     dev = torch.device(device) if device is not None else _model_device(model)
+    preprocess = getattr(model, "preprocess", None)
     was_training = model.training
     model.eval()
     feats, labels = [], []
     try:
-        for x, y in _as_loader(data, batch_size=batch_size, train=False, device=dev):
-            feats.append(pooled_features(model, _to_device(x, dev)).float().cpu())
+        for x, y in _as_loader(data, batch_size=batch_size, train=False, device=dev, preprocess=preprocess):
+            feats.append(pooled_features(model, _to_device(x, dev, preprocess)).float().cpu())
             labels.append(y.cpu())
     finally:
         model.train(was_training)

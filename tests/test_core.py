@@ -60,6 +60,9 @@ def test_preprocess_resizes_and_adapts_channels():
     rgb = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     assert torch.allclose(Preprocess(channels=1)(rgb), (rgb.float() / 255).mean(1, keepdim=True))
     assert Preprocess.from_dict(pre.to_dict()) == pre
+    bicubic = Preprocess(size=(56, 40), interpolation="bicubic")(gray)  # what some pretrained weights ask for
+    ref = F.interpolate(gray.float() / 255, size=(56, 40), mode="bicubic", antialias=True)
+    assert torch.allclose(bicubic, ref, atol=1e-6) and not torch.allclose(bicubic, out[:, :1], atol=1e-3)
 
 
 def test_preprocess_refuses_bad_settings():
@@ -69,6 +72,8 @@ def test_preprocess_refuses_bad_settings():
         Preprocess(mean=(0.5,), std=(0.5,), channels=3)
     with pytest.raises(ValueError, match="std must be positive"):
         Preprocess(mean=(0.5,), std=(0.0,))
+    with pytest.raises(ValueError, match="interpolation must be 'bilinear' or 'bicubic'; got 'nearest'"):
+        Preprocess(interpolation="nearest")
     with pytest.raises(ValueError, match="trained on 3-channel images; got 2"):
         Preprocess(channels=3)(torch.zeros(1, 2, 4, 4, dtype=torch.uint8))
 

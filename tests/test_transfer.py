@@ -326,3 +326,15 @@ def test_linear_probe_on_imagenet_features_beats_a_floor(lite0_features):
     assert probe.score(feats[350:].numpy(), labels[350:].numpy()) > 0.65  # chance is 0.1
     with pytest.raises(ValueError, match="must match"):
         transfer.linear_probe(feats[:10], labels[:9])
+
+
+def test_extract_features_feeds_raw_images_as_the_model_was_trained():
+    # A model trained on normalized batches records model.preprocess; its features of uint8 images must use it.
+    torch.manual_seed(0)
+    model = cvlab.models.create("small_resnet", num_classes=10, in_chans=1, widths=(4, 8)).eval()
+    model.preprocess = cvlab.preprocess.Preprocess(mean=(0.3,), std=(0.4,))
+    images = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
+    feats, _ = transfer.extract_features(model, (images, torch.zeros(6, dtype=torch.long)))
+    with torch.no_grad():
+        expected = model.forward_head(model.forward_features((images.float() / 255 - 0.3) / 0.4), pre_logits=True)
+    torch.testing.assert_close(feats, expected)
