@@ -19,7 +19,7 @@ import torch
 
 __all__ = ["Report", "classification_report", "confusion_matrix", "Curve", "roc_curve", "pr_curve", "one_vs_rest",
            "top_k_accuracy", "Reliability", "reliability", "expected_calibration_error", "fit_temperature",
-           "choose_threshold", "threshold_metrics", "plot_curves", "plot_reliability", "plot_threshold"]
+           "choose_threshold", "threshold_metrics", "mcnemar", "plot_curves", "plot_reliability", "plot_threshold"]
 
 
 def _sk():
@@ -265,6 +265,18 @@ def threshold_metrics(scores, labels, threshold: float) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Plots
 # ---------------------------------------------------------------------------------------------
+
+def mcnemar(correct_a, correct_b) -> float:
+    """McNemar's exact test for two classifiers scored on the same images: the p-value that the images only
+    one of them gets right split between them as unevenly as they do by chance (a binomial test at 1/2).
+    ``correct_a`` and ``correct_b`` are per-image booleans. p < 0.05: the difference is unlikely to be luck."""
+    from scipy.stats import binomtest
+    a, b = _np(correct_a).astype(bool), _np(correct_b).astype(bool)
+    if a.shape != b.shape:
+        raise ValueError(f"mcnemar needs the same images for both; got {a.shape} and {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    return 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b).pvalue)
+
 
 def plot_curves(curves: Sequence[Curve], *, title: str = "", ax=None, size: float = 4.0):
     """ROC or PR curves on one axis, each labelled with its AUC (ROC) or average precision (PR)."""

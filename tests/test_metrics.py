@@ -190,3 +190,13 @@ def test_plots_draw_the_data(binary, multiclass):
     assert len(fig.axes[0].lines) == 3  # precision, recall, one marker
     with pytest.raises(ValueError, match="all of one kind"):
         metrics.plot_curves([metrics.roc_curve(scores, labels), metrics.pr_curve(scores, labels)])
+
+
+def test_mcnemar_is_a_binomial_test_on_the_disagreements():
+    from scipy.stats import binomtest
+    a = torch.tensor([True] * 30 + [False] * 5 + [True] * 50 + [False] * 15)
+    b = torch.tensor([False] * 30 + [True] * 5 + [True] * 50 + [False] * 15)
+    assert metrics.mcnemar(a, b) == pytest.approx(binomtest(30, 35).pvalue) and metrics.mcnemar(a, b) < 0.001
+    assert metrics.mcnemar(a, a) == 1.0
+    with pytest.raises(ValueError, match="same images"):
+        metrics.mcnemar(a, b[:10])
