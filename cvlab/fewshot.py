@@ -45,8 +45,9 @@ def episodes(labels: torch.Tensor, *, n_way: int, k_shot: int, n_query: int = 15
     """
     labels = torch.as_tensor(labels).cpu()
     pool = torch.unique(labels) if classes is None else torch.as_tensor(list(classes))
-    if n_way < 2 or k_shot < 1 or n_query < 1:
-        raise ValueError(f"an episode needs n_way >= 2, k_shot >= 1 and n_query >= 1; got {n_way}, {k_shot}, {n_query}")
+    if n_way < 2 or k_shot < 1 or n_query < 1 or n_episodes < 1:
+        raise ValueError(f"episodes need n_way >= 2, k_shot >= 1, n_query >= 1 and n_episodes >= 1; got {n_way}, "
+                         f"{k_shot}, {n_query}, {n_episodes}")
     if n_way > len(pool):
         raise ValueError(f"n_way={n_way} but only {len(pool)} classes to choose from ({pool.tolist()})")
     members = {int(c): torch.nonzero(labels == c)[:, 0] for c in pool}
@@ -97,9 +98,9 @@ def evaluate(features: torch.Tensor, labels: torch.Tensor, *, n_way: int = 5, k_
     accs = []
     for ep in episodes(labels, n_way=n_way, k_shot=k_shot, n_query=n_query, n_episodes=n_episodes,
                        classes=classes, seed=seed):
-        protos = prototypes(features[ep.support], ep.support_labels, n_way)
+        protos = prototypes(features[ep.support], ep.support_labels.to(features.device), n_way)
         predicted = prototype_logits(protos, features[ep.query], metric).argmax(1)
-        accs.append((predicted == ep.query_labels).float().mean())
+        accs.append((predicted == ep.query_labels.to(features.device)).float().mean().cpu())
     accs = torch.stack(accs)
     ci95 = 1.96 * accs.std().item() / math.sqrt(len(accs)) if len(accs) > 1 else float("nan")
     return {"accuracy": accs.mean().item(), "ci95": ci95, "accuracies": accs}

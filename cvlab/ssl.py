@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .tasks import Classification, Contrastive, nt_xent, random_views
+from .tasks import Classification, Contrastive, logits_of, nt_xent, random_views
 
 __all__ = ["Rotation", "rotation_model", "WithProjection", "crop_views", "knn_predict", "knn_accuracy",
            "Contrastive", "nt_xent", "random_views"]
@@ -29,7 +29,14 @@ class Rotation(Classification):
     what a sneaker or a shirt looks like the right way up. Images must be square. Validation rotates
     every image all four ways, so its accuracy does not depend on a random draw. The data's own labels
     are ignored: any (images, labels) data will do."""
-    classifies = False  # the targets are the turns made here; fit does not check the data's labels
+    classifies = False   # the targets are the turns made here; fit does not check the data's labels
+    mirror_safe = False  # a mirrored 90-degree turn looks like a 270-degree one: no test-time flips
+
+    def loss(self, out, targets) -> torch.Tensor:
+        if logits_of(out).shape[-1] != 4:  # a shape, known on the host: no sync
+            raise ValueError(f"rotation prediction needs a model with 4 outputs (0, 90, 180, 270 degrees); this one "
+                             f"gives {logits_of(out).shape[-1]}. Use ssl.rotation_model(encoder).")
+        return super().loss(out, targets)
 
 
     def prepare(self, x, y, train: bool):
@@ -45,9 +52,10 @@ class Rotation(Classification):
 
 def rotation_model(encoder: nn.Module) -> nn.Module:
     """``encoder`` (a zoo model) with a fresh 4-way head for :class:`Rotation`; the same module object,
-    so the encoder's weights are the ones trained. ``encoder.reset_classifier(0)`` later drops the head."""
-    encoder.reset_classifier(4)
-    return encoder
+    so the encoder's weights are the ones trained (and its checkpoints rebuild a 4-way model).
+    ``encoder.reset_classifier(0)`` later drops the head."""
+    from .transfer import replace_head
+    return replace_head(encoder, 4)
 
 
 class WithProjection(nn.Module):
@@ -57,7 +65,7 @@ class WithProjection(nn.Module):
 
     def __init__(self, encoder: nn.Module, dim: int = 64, hidden: int | None = None):
         super().__init__()
-        width = getattr(encoder, "num_features", None)
+        width = getattr(encoder, "head_hidden_size", getattr(encoder, "num_features", None))  # what it returns headless
         if width is None:
             raise ValueError("WithProjection needs an encoder with num_features (a cvlab or timm model)")
         self.encoder = encoder
@@ -97,6 +105,7 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, featur
     if not 1 <= k <= len(train_features):
         raise ValueError(f"k must be between 1 and the number of training features ({len(train_features)}); got {k}")
     bank = F.normalize(train_features.float(), dim=1)
+    train_labels = train_labels.to(bank.device)
     n_classes = int(train_labels.max()) + 1
     out = []
     for chunk in F.normalize(features.float(), dim=1).split(batch_size):

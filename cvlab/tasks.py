@@ -48,6 +48,7 @@ class Task:
     metrics: dict[str, str] = {}   # history name -> key of evaluate()'s result
     train_metrics: tuple = ()      # the keys of train_sums(): fit records train_<name>
     classifies = False             # True: fit checks class labels against the model's width
+    mirror_safe = False            # True: targets do not change when an image is mirrored or shifted (TTA allowed)
 
     def prepare(self, x: torch.Tensor, y, train: bool):
         return x, y
@@ -77,6 +78,7 @@ class Classification(Task):
     metrics = {"acc": "accuracy"}
     train_metrics = ("acc",)
     classifies = True
+    mirror_safe = True
 
     def __init__(self, *, label_smoothing: float = 0.0, loss_fn: Callable | None = None):
         if loss_fn is not None and label_smoothing:
@@ -121,6 +123,7 @@ class MultiLabel(Task):
     """Several labels per image: one sigmoid per class, binary cross-entropy; targets (B, K) of 0/1.
     Validation: mean average precision over classes (``map``) and micro F1 at ``threshold`` (``f1``)."""
     metrics = {"map": "map", "f1": "f1"}
+    mirror_safe = True
 
     def __init__(self, *, threshold: float = 0.5, pos_weight: torch.Tensor | None = None):
         self.threshold = threshold

@@ -153,6 +153,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, task: Task | None = N
     val_loader = _as_loader(val, batch_size=max(getattr(loader, "batch_size", None) or batch_size, 512), train=False,
                             device=dev, preprocess=getattr(loader, "preprocess", None),
                             channels_last=channels_last) if val is not None else None
+    _check_tta(tta, task)  # before training, not after the first epoch
     num_classes = _check_labels(loader, num_classes) if task.classifies else None
     # Labels the loader does not hold in one place (a DataLoader) are checked batch by batch on the host.
     check_each = task.classifies and _all_labels(loader) is None
@@ -327,17 +328,18 @@ def evaluate(model: nn.Module, data, *, task: Task | None = None, batch_size: in
     ``cvlab.load`` recorded as ``model.preprocess``; a loader's batches are used as it yields them.
     Test-time augmentation averages the logits of several views of each image: ``tta=True`` (or "flip")
     the image and its mirror; ``tta="shift"`` those and the image moved one pixel in each of four
-    directions (``cvlab.ensemble.DEFAULT_TTA``, six views). The model is put in eval mode and returned to
-    its previous mode afterwards.
+    directions (``cvlab.ensemble.DEFAULT_TTA``, six views; the uncovered edge is filled with 0 in the
+    network's input). The model is put in eval mode and returned to its previous mode afterwards.
     """
     dev = torch.device(device) if device is not None else _model_device(model)
     preprocess = preprocess or getattr(model, "preprocess", None)
     loader = _as_loader(data, batch_size=batch_size, train=False, device=dev, preprocess=preprocess)
     dtype = _amp_dtype(amp, dev)
+    task = (task or Classification()).to(dev)
+    _check_tta(tta, task)
     views = _tta_views(tta)
     was_training = model.training
     model.eval()
-    task = task or Classification()
     outs, targets = [], []
     with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
         for x, y in loader:
@@ -347,6 +349,12 @@ def evaluate(model: nn.Module, data, *, task: Task | None = None, batch_size: in
             targets.append(t)
     model.train(was_training)
     return task.evaluate(outs, targets)
+
+
+def _check_tta(tta, task: Task) -> None:
+    if tta and not getattr(task, "mirror_safe", False):
+        raise ValueError(f"tta averages predictions over mirrored and shifted images, whose targets must not change; "
+                         f"{type(task).__name__}'s do (or depend on the image itself). Use tta=False.")
 
 
 def _tta_views(tta: bool | str) -> tuple:

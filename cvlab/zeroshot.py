@@ -103,7 +103,8 @@ class ImageTextModel(nn.Module):
     def __init__(self, image_encoder: nn.Module, text_encoder: nn.Module, dim: int = 64):
         super().__init__()
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
-        self.image_proj = nn.Linear(image_encoder.num_features, dim, bias=False)
+        width = getattr(image_encoder, "head_hidden_size", image_encoder.num_features)  # what it returns headless
+        self.image_proj = nn.Linear(width, dim, bias=False)
         self.text_proj = nn.Linear(text_encoder.num_features, dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
@@ -119,8 +120,11 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torc
     """CLIP's symmetric loss: cross-entropy of each image picking its text among the batch's texts, and of
     each text picking its image, averaged. Row i of both is one pair. ``targets`` (B, B), rows summing to
     1, says which pairs match when a batch holds several captions that fit an image (default: the diagonal).
+    Computed in float32 (outside autocast), with 1/τ capped at 100 as in CLIP.
     """
-    logits = torch.as_tensor(logit_scale).exp() * image_emb.float() @ text_emb.float().T  # (B, B)
+    scale = torch.as_tensor(logit_scale).clamp(max=math.log(100)).exp()
+    with torch.autocast(image_emb.device.type, enabled=False):
+        logits = scale.float() * image_emb.float() @ text_emb.float().T  # (B, B)
     if targets is None:
         targets = torch.arange(len(logits), device=logits.device)
         return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
@@ -130,8 +134,9 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torc
 class ImageText(Task):
     """Train ``model`` (an :class:`ImageTextModel`) on labelled images and sentences about each class:
     every image is paired with one of its class's ``captions`` drawn at random (on the device); images of
-    the same class in a batch count as matching each other's captions. ``pair_acc``: how often an image's
-    most similar text in the batch belongs to its class."""
+    the same class in a batch count as matching each other's captions (a class with fewer captions than
+    another repeats its own). ``pair_acc``: how often an image's most similar text in the batch belongs to
+    its class."""
     metrics = {"pair_acc": "pair_acc"}
     train_metrics = ("pair_acc",)
 
@@ -148,8 +153,11 @@ class ImageText(Task):
         return self
 
     def prepare(self, x, y, train: bool):
-        pick = torch.randint(0, self.tokens.shape[1], (len(y),), device=y.device)
-        return x, (self.tokens[y, pick], y)
+        if train:  # a random caption of each image's class, drawn on the device
+            pick = torch.randint(0, self.tokens.shape[1], (len(y),), device=y.device)
+        else:      # validation: each class's first caption, the same every epoch
+            pick = torch.zeros_like(y)
+        return x, (self.tokens.to(y.device)[y, pick], y)
 
     def loss(self, out, targets) -> torch.Tensor:
         tokens, y = targets
@@ -180,4 +188,4 @@ def zero_shot(model: ImageTextModel, vocab: Vocabulary, images: torch.Tensor, pr
     text = model.encode_text(vocab.encode(prompts).to(device))
     image = model(prepare(model, images.to(device)))
     model.train(was_training)
-    return (model.logit_scale.exp() * image @ text.T).softmax(1)
+    return (model.logit_scale.clamp(max=math.log(100)).exp() * image @ text.T).softmax(1)

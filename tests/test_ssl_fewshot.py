@@ -1,6 +1,8 @@
 """Lesson 10's package code: episodes and prototypes (cvlab.fewshot), k-NN and rotation (cvlab.ssl)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
@@ -198,3 +200,46 @@ def test_miniature_clip_recognises_held_out_classes_from_text_alone(fashion):
     assert probs.shape == (600, 2) and torch.allclose(probs.sum(1), torch.ones(600))
     accuracy = (held[probs.argmax(1)] == unseen.labels).float().mean().item()
     assert accuracy > 0.8  # chance: 0.5
+
+
+# --- edge cases a user hits off the lesson's path ----------------------------------------------------
+
+def test_projections_size_themselves_from_what_a_headless_encoder_returns():
+    # LeNet-5 without its classifier returns 84 pre-logits values, not its num_features (16).
+    encoder = cvlab.models.create("lenet5", num_classes=0, in_chans=1)
+    assert encoder.num_features != encoder.head_hidden_size
+    x = torch.randn(2, 1, 28, 28)
+    assert ssl.WithProjection(encoder, dim=8)(x).shape == (2, 8)
+    assert zeroshot.ImageTextModel(encoder, zeroshot.TextEncoder(5), dim=8)(x).shape == (2, 8)
+
+
+def test_rotation_refuses_a_model_without_four_outputs_and_tta():
+    encoder = cvlab.models.create("small_resnet", num_classes=0, in_chans=1, widths=(4, 8))
+    images = (torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs a model with 4 outputs .* gives 8. Use ssl.rotation_model"):
+        cvlab.train.fit(encoder, images, epochs=1, task=ssl.Rotation(), batch_size=8, progress=False)
+    model = ssl.rotation_model(encoder)
+    assert model.cvlab_spec["num_classes"] == 4  # its checkpoints rebuild a 4-way model
+    with pytest.raises(ValueError, match="tta averages predictions over mirrored and shifted images"):
+        cvlab.train.fit(model, images, images, epochs=1, task=ssl.Rotation(), tta=True, batch_size=8, progress=False)
+    assert cvlab.train.evaluate(model, images, task=ssl.Rotation())["accuracy"] >= 0  # without tta it runs
+
+
+def test_clip_loss_caps_the_temperature_and_validation_captions_are_fixed():
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    txt = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    torch.testing.assert_close(zeroshot.clip_loss(img, txt, torch.tensor(50.0)),
+                               zeroshot.clip_loss(img, txt, torch.tensor(math.log(100))))  # 1/τ at most 100
+    vocab = zeroshot.Vocabulary(["a b", "c d", "e f"])
+    model = zeroshot.ImageTextModel(cvlab.models.create("small_resnet", num_classes=0, in_chans=1, widths=(4, 8)),
+                                    zeroshot.TextEncoder(len(vocab)))
+    task = zeroshot.ImageText(model, vocab, [["a b", "c d"], ["e f"]])
+    y = torch.tensor([0, 1, 0, 1])
+    first = task.prepare(None, y, False)[1][0]
+    assert torch.equal(first, task.prepare(None, y, False)[1][0]) and torch.equal(first[0], vocab.encode(["a b"])[0])
+
+
+def test_few_shot_refuses_zero_episodes():
+    with pytest.raises(ValueError, match="n_episodes >= 1"):
+        fewshot.evaluate(torch.randn(40, 3), torch.arange(4).repeat_interleave(10), n_way=2, n_query=2, n_episodes=0)
