@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .tasks import Classification, Contrastive, logits_of, nt_xent, random_views
+from .tasks import Classification, Contrastive, jitter_tone, logits_of, nt_xent, random_views
 
 __all__ = ["Rotation", "rotation_model", "WithProjection", "crop_views", "knn_predict", "knn_accuracy",
            "Contrastive", "nt_xent", "random_views"]
@@ -89,10 +89,7 @@ def crop_views(x: torch.Tensor, *, scale: tuple[float, float] = (0.25, 1.0), jit
                          torch.stack([zero, side, shift[1]], 1)], 1)   # (B, 2, 3): output -> input coordinates
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    contrast = 1 + jitter * (2 * torch.rand(b, 1, 1, 1, device=dev) - 1)
-    brightness = jitter * (2 * torch.rand(b, 1, 1, 1, device=dev) - 1)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * contrast + mean + brightness
+    return jitter_tone(x, jitter)
 
 
 @torch.no_grad()

@@ -192,7 +192,12 @@ def random_views(x: torch.Tensor, *, padding: int = 4, jitter: float = 0.4) -> t
     b, dev = len(x), x.device
     flip = torch.rand(b, device=dev) < 0.5
     dy, dx = torch.randint(0, 2 * padding + 1, (2, b), device=dev)
-    x = pad_crop(x, padding, dy, dx, flip)
+    return jitter_tone(pad_crop(x, padding, dy, dx, flip), jitter)
+
+
+def jitter_tone(x: torch.Tensor, jitter: float) -> torch.Tensor:
+    """Each image's contrast (around its own mean) and brightness changed by up to ±``jitter``, drawn on its device."""
+    b, dev = len(x), x.device
     contrast = 1 + jitter * (2 * torch.rand(b, 1, 1, 1, device=dev) - 1)
     brightness = jitter * (2 * torch.rand(b, 1, 1, 1, device=dev) - 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)

@@ -301,7 +301,15 @@ class InputAdapter(nn.Module):
         size = (size, size) if isinstance(size, int) else tuple(size or cfg["input_size"][-2:])
         mode = cfg["interpolation"] if cfg["interpolation"] in ("bilinear", "bicubic") else "bilinear"
         self.adapt = Preprocess(mean=cfg["mean"], std=cfg["std"], size=size, channels=3, interpolation=mode)
-        self.size, self.mode = self.adapt.size, mode
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.adapt.size
+
+    @property
+    def mode(self) -> str:
+        """The interpolation the weights were trained with (bicubic or bilinear)."""
+        return self.adapt.interpolation
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1 or 3, H, W) in [0, 1] (or uint8) -> (B, 3, *size), normalized as the weights expect."""
