@@ -4,6 +4,8 @@
     python -m cvlab train --data photos/ --model efficientnet_lite0 --pretrained --size 224 --out runs/photos
     python -m cvlab evaluate runs/photos/best.pt --data photos_test/   # report + confusion matrix PNG
     python -m cvlab predict runs/photos/best.pt cat.jpg more_photos/ --top-k 3 --csv predictions.csv
+    python -m cvlab export runs/photos/best.pt --onnx model.onnx --int8   # ONNX (int8: calibrated on training images)
+    python -m cvlab serve runs/photos/best.pt        # a Gradio app on http://127.0.0.1:7860 (also model.onnx)
     python -m cvlab demo --out runs/demo            # the default recipe, end to end
     torchrun --nproc_per_node=2 -m cvlab train ...  # one process per GPU (or CPU, with gloo)
 """
@@ -66,13 +68,16 @@ def evaluate(args: argparse.Namespace) -> None:
 def predict(args: argparse.Namespace) -> None:
     """Top-k classes for each image file (folders are searched for images); optionally a CSV."""
     import csv
-    from . import data, load, train as tr
-    model = load(args.checkpoint)
-    pre = model.preprocess
+    from . import data, deploy, train as tr
+    model = deploy.load(args.checkpoint)
     files = data.image_files(*args.paths)
-    images = data.load_images(files, size=tuple(pre.size) if pre and pre.size else 64,
-                              channels=pre.channels if pre and pre.channels else 3)
-    probs = tr.predict(model, images, amp=_amp(args.amp))
+    if isinstance(model, deploy.OnnxModel):  # an exported model: its input size and channels are in the file
+        probs = model.predict(data.load_images(files, size=model.size, channels=model.channels))
+    else:
+        pre = model.preprocess
+        images = data.load_images(files, size=tuple(pre.size) if pre and pre.size else 64,
+                                  channels=pre.channels if pre and pre.channels else 3)
+        probs = tr.predict(model, images, amp=_amp(args.amp))
     k = min(args.top_k, probs.shape[1])
     top_p, top_i = probs.topk(k, dim=1)
     classes = model.classes or [str(i) for i in range(probs.shape[1])]
@@ -86,6 +91,63 @@ def predict(args: argparse.Namespace) -> None:
             writer.writerow(["file"] + [x for j in range(1, k + 1) for x in (f"class_{j}", f"prob_{j}")])
             writer.writerows(rows)
         print(f"wrote {args.csv} ({len(rows)} images)")
+
+
+def export(args: argparse.Namespace) -> None:
+    """A checkpoint as an ONNX file (uint8 images in, logits out), checked against PyTorch; optionally int8."""
+    import shutil
+    import tempfile
+    from . import data, deploy, load, train as tr
+    model = load(args.checkpoint)
+    out = Path(args.onnx)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float32.onnx" if args.int8 else out
+        exported = deploy.export_onnx(model, float_path)
+        print(f"exported {args.checkpoint} ({type(model).__name__}): max |onnx - torch| {exported.max_abs_diff:.1e} "
+              f"over the logits of a random batch, {exported.bytes / 1e6:.2f} MB float32")
+        if not args.int8:
+            print(f"wrote {out}")
+            return
+        calibration, check = _calibration_data(args, model)
+        deploy.quantize(float_path, out, mode=args.int8, calibration=calibration.images)
+        fp = tr.evaluate(model, check)
+        q = deploy.OnnxModel(out).evaluate(check)
+        agree = (q["predictions"] == fp["predictions"]).float().mean().item()
+        print(f"int8 ({args.int8}, calibrated on {len(calibration)} training images): {deploy.file_size(out) / 1e6:.2f} MB; "
+              f"on {len(check)} held-out images accuracy {100 * q['accuracy']:.2f}% (float32 PyTorch "
+              f"{100 * fp['accuracy']:.2f}%), the same prediction for {100 * agree:.1f}%")
+        print(f"wrote {out}")
+        if args.keep_float:
+            shutil.copy(float_path, out.with_name(out.stem + ".float32.onnx"))
+
+
+def _calibration_data(args, model):
+    """(calibration images, labelled held-out images): to calibrate int8 and to check its accuracy."""
+    import torch
+    from . import data
+    pre = model.preprocess
+    source = args.calibration_data
+    if source is None:
+        if model.classes and model.classes[0] == "T-shirt/top" and len(model.classes) == 10:
+            source = "fashion_mnist"
+        else:
+            raise ValueError("--int8 needs images like the training ones to calibrate: add --calibration-data with "
+                             "the training folder (one sub-folder per class) or a dataset name")
+    if Path(source).is_dir():  # half to calibrate on, the other half to check
+        train, check = data.split(data.image_folder(source, size=tuple(pre.size), channels=pre.channels), 0.5)
+    else:
+        train, check = data.load(source, "train"), data.load(source, "test")
+    generator = torch.Generator().manual_seed(0)
+    calibration = train.take(torch.randperm(len(train), generator=generator)[:args.calibration])
+    return calibration, check.take(torch.randperm(len(check), generator=generator)[:1000])
+
+
+def serve(args: argparse.Namespace) -> None:
+    """A Gradio app for a checkpoint or an ONNX file on localhost."""
+    from . import app, data
+    examples = [str(f) for f in data.image_files(args.examples)] if args.examples else None
+    print(f"serving {args.model} on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    app.serve(args.model, host=args.host, port=args.port, examples=examples)
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -145,12 +207,31 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=evaluate)
 
     p = sub.add_parser("predict", help="top-k classes for image files and folders")
-    p.add_argument("checkpoint", help="a checkpoint written by train (e.g. runs/x/best.pt)")
+    p.add_argument("checkpoint", help="a checkpoint written by train (e.g. runs/x/best.pt), or an exported .onnx")
     p.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default 3)")
     p.add_argument("--csv", default=None, help="also write file, class_1, prob_1, ... to this CSV")
     p.add_argument("--amp", default="off", choices=["auto", "on", "off", "bf16", "fp16"], help="mixed precision (default off)")
     p.set_defaults(func=predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (optionally int8) and check it against PyTorch")
+    p.add_argument("checkpoint", help="a checkpoint written by train (e.g. runs/x/best.pt)")
+    p.add_argument("--onnx", required=True, help="the ONNX file to write (uint8 images in, logits out)")
+    p.add_argument("--int8", nargs="?", const="static", default=None, choices=["static", "dynamic"],
+                   help="quantize to int8: static (--int8 alone; calibrated on training images) or dynamic")
+    p.add_argument("--calibration-data", default=None,
+                   help="images to calibrate int8 on and check it with: a class-folder or a dataset name "
+                        "(default: fashion_mnist for a model trained on its classes)")
+    p.add_argument("--calibration", type=int, default=300, help="how many calibration images (default 300)")
+    p.add_argument("--keep-float", action="store_true", help="with --int8, also keep <name>.float32.onnx")
+    p.set_defaults(func=export)
+
+    p = sub.add_parser("serve", help="a web app (Gradio) for a checkpoint or ONNX file, on localhost")
+    p.add_argument("model", help="a checkpoint (.pt) or an exported model (.onnx)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--examples", default=None, help="a folder of example images (default: a few test images)")
+    p.set_defaults(func=serve)
 
     p = sub.add_parser("demo", help="train the default recipe on Fashion-MNIST and write its plots")
     p.add_argument("--out", default="runs/demo", help="folder for the outputs (default: runs/demo)")

@@ -360,4 +360,5 @@ def sample_image(name: str) -> np.ndarray:
 
 
 # Your own images (cvlab/folders.py), re-exported: cvlab.data.image_folder(...) is where learners look.
-from .folders import IMAGE_EXTENSIONS, dataloader, image_files, image_folder, load_images, read_image  # noqa: E402
+from .folders import (IMAGE_EXTENSIONS, as_batch, dataloader, image_files, image_folder, load_images,  # noqa: E402
+                      read_image)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageDataset
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "image_folder", "image_files", "load_images", "dataloader"]
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "image_folder", "image_files", "load_images", "as_batch", "dataloader"]
 
 # What Pillow reads and image folders hold; anything else (README.txt, Thumbs.db, desc.json) is skipped.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
@@ -181,6 +181,27 @@ def image_files(*paths: str | Path) -> list[Path]:
         raise ValueError(f"no image files in {', '.join(map(str, paths)) or '(no paths given)'}; "
                          f"image extensions are {' '.join(sorted(IMAGE_EXTENSIONS))}")
     return files
+
+
+def as_batch(images: Sequence, *, size: int | tuple[int, int], channels: int | None) -> torch.Tensor:
+    """Decoded images (NumPy uint8 arrays (H, W), (H, W, 3) or (H, W, 4), or PIL images) as one uint8 tensor
+    (N, C, H, W), resized and converted exactly as :func:`load_images` does with files (alpha over white)."""
+    from PIL import Image
+    _check_channels(channels)
+    hw, out = _hw(size), []
+    for i, im in enumerate(images):
+        if not isinstance(im, Image.Image):
+            a = np.asarray(im)
+            if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+                raise ValueError(f"image {i}: expected uint8 (H, W), (H, W, 3) or (H, W, 4); got {a.dtype} {a.shape}")
+            im = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a)
+        if im.mode not in ("L", "RGB"):  # RGBA, palette: the same compositing as a file
+            rgba = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+        out.append(im.resize((hw[1], hw[0]), Image.BILINEAR))
+    if not out:
+        raise ValueError("as_batch needs at least one image")
+    return _stack(out, channels)
 
 
 def load_images(paths: Sequence[str | Path], *, size: int | tuple[int, int], channels: int | None) -> torch.Tensor:

@@ -51,7 +51,14 @@ class Preprocess:
         object.__setattr__(self, "_stats", {})  # device -> (mean, std) tensors: no host copy per batch
 
     def stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """mean and std as (1, C, 1, 1) tensors on ``device``, made once per device."""
+        """mean and std as (1, C, 1, 1) tensors on ``device``, made once per device.
+
+        While torch.compile or torch.export (the ONNX exporter) traces, they are made afresh: a traced call
+        sees placeholder tensors, and a cached placeholder would break every eager call after it.
+        """
+        if torch.compiler.is_compiling():
+            return (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                    torch.tensor(self.std, device=device).view(1, -1, 1, 1))
         if device not in self._stats:
             self._stats[device] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
                                    torch.tensor(self.std, device=device).view(1, -1, 1, 1))

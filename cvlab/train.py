@@ -172,6 +172,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, task: Task | None = N
         batch_transform.to(dev)
     preprocess = _preprocess_of(loader, channels_last)
     model.preprocess = preprocess
+    model.classes = list(_classes_of(loader) or []) or getattr(model, "classes", None)  # as cvlab.load gives them back
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) \
         if world_size > 1 else None
     net = torch.compile(ddp or model) if compile else (ddp or model)
