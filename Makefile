@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cvlab-installed
 
-.PHONY: demo test test-unit test-notebooks lab bench sample clean
+.PHONY: demo test test-unit test-notebooks test-full lab bench sample clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test-unit: $(STAMP)
 # nbval executes every lesson top to bottom in quick mode; --nbval-lax checks that cells run, not their outputs.
 test-notebooks: $(STAMP)
 	CVLAB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env --durations=0 -q -p no:cacheprovider notebooks
+
+# Every lesson in full mode (real data sizes and epochs), its full-mode asserts included: an hour or more on a
+# 2-core CPU (each lesson states its own time at its top). Not part of `make test`.
+test-full: $(STAMP)
+	CVLAB_QUICK=0 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=7200 --durations=0 -q \
+		-p no:cacheprovider notebooks
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
