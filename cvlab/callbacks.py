@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 
 from .checkpoint import save_checkpoint
@@ -27,27 +28,45 @@ def _improved(value: float, best: float, mode: str, min_delta: float) -> bool:
 
 
 class EarlyStopping:
-    """Stop when ``monitor`` (a history key) has not improved for ``patience`` epochs."""
+    """Stop when ``monitor`` (a history key) has not improved for ``patience`` epochs.
 
-    def __init__(self, monitor: str = "val_loss", *, patience: int = 3, min_delta: float = 0.0, mode: str | None = None):
+    With ``restore_best`` the model's weights at its best epoch are kept (a copy in memory, on the
+    model's device) and put back when training ends, so the model ``fit`` returns is the best one seen,
+    not the last: what a learner expects from early stopping.
+    """
+
+    def __init__(self, monitor: str = "val_loss", *, patience: int = 3, min_delta: float = 0.0, mode: str | None = None,
+                 restore_best: bool = False):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = mode or ("min" if "loss" in monitor else "max")
         self.best, self.wait = math.inf if self.mode == "min" else -math.inf, 0
+        self.restore_best, self.best_state, self.best_epoch = restore_best, None, None
 
     def on_epoch_end(self, state) -> None:
         value = _latest(state.history, self.monitor)
         if _improved(value, self.best, self.mode, self.min_delta):
-            self.best, self.wait = value, 0
+            self.best, self.wait, self.best_epoch = value, 0, state.history["epoch"][-1]  # 1-based, as printed
+            if self.restore_best:
+                self.best_state = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
             return
         self.wait += 1
         if self.wait >= self.patience:
             raise StopTraining(f"{self.monitor} has not improved on {self.best:.4f} for {self.patience} epochs")
 
+    def on_fit_end(self, state) -> None:
+        if self.restore_best and self.best_state is not None:
+            state.model.load_state_dict(self.best_state)
+        elif self.restore_best and self.best_epoch is not None and self.best_epoch != state.history["epoch"][-1]:
+            # resumed after the best epoch: its weights were in the killed process's memory, not in the checkpoint
+            warnings.warn(f"EarlyStopping(restore_best=True): the best epoch ({self.best_epoch}) came before this run "
+                          "was resumed and its weights are not in memory; the model keeps the last epoch's. Load them "
+                          "from the Checkpoint callback's best.pt (cvlab.checkpoint.load_checkpoint(path, model)).")
+
     def state_dict(self) -> dict:
-        return {"best": self.best, "wait": self.wait}
+        return {"best": self.best, "wait": self.wait, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.best, self.wait = sd["best"], sd["wait"]
+        self.best, self.wait, self.best_epoch = sd["best"], sd["wait"], sd.get("best_epoch")
 
 
 class Checkpoint:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -166,6 +167,41 @@ def test_early_stopping_stops_after_patience(fmnist):
     h = fit(tiny_cnn(bn=False), data, data, epochs=10, lr=0.0, callbacks=[EarlyStopping("val_loss", patience=2)],
             **quiet())
     assert h["epoch"] == [1, 2, 3]
+
+
+def test_early_stopping_restores_the_best_weights(fmnist):
+    train, val = fmnist.take(range(256)), fmnist.take(range(256, 512))
+
+    class Snapshots:  # the weights after every epoch, to compare with what fit leaves behind
+        def __init__(self):
+            self.states = []
+
+        def on_epoch_end(self, state):
+            self.states.append({k: v.detach().clone() for k, v in state.model.state_dict().items()})
+
+    torch.manual_seed(0)
+    model, snaps = tiny_cnn(), Snapshots()
+    stop = EarlyStopping("val_acc", patience=2, restore_best=True)
+    # a learning rate far too high: validation accuracy peaks early and then falls
+    h = fit(model, train, val, epochs=8, lr=3.0, schedule=None, callbacks=[snaps, stop], **quiet())
+    best = int(np.argmax(h["val_acc"]))
+    assert stop.best_epoch == h["epoch"][best] and stop.best == h["val_acc"][best]
+    assert best < len(h["epoch"]) - 1  # the last epoch is not the best: restoring changes something
+    final = model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in snaps.states[best].items())
+    assert evaluate(model, val)["accuracy"] == pytest.approx(h["val_acc"][best], abs=1e-6)
+
+
+def test_early_stopping_warns_when_a_resumed_run_cannot_restore_the_best():
+    stop = EarlyStopping("val_acc", patience=3, restore_best=True)
+    stop.load_state_dict({"best": 0.9, "wait": 1, "best_epoch": 2})  # as a resumed run finds it: no weights in memory
+
+    class State:
+        history = {"epoch": [1, 2, 3, 4]}
+        model = None
+
+    with pytest.warns(UserWarning, match="best epoch \\(2\\) came before this run was resumed"):
+        stop.on_fit_end(State())
 
 
 # ---------------------------------------------------------------------------------------------
