@@ -98,11 +98,13 @@ def export(args: argparse.Namespace) -> None:
     import shutil
     import tempfile
     from . import data, deploy, load, train as tr
+    if not args.int8 and (args.keep_float or args.calibration_data or args.calibration != 300):
+        raise ValueError("--keep-float, --calibration and --calibration-data only apply with --int8")
     model = load(args.checkpoint)
     out = Path(args.onnx)
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float32.onnx" if args.int8 else out
-        exported = deploy.export_onnx(model, float_path)
+        exported = deploy.export_onnx(model, float_path, input_size=(args.input_size,) * 2 if args.input_size else None)
         print(f"exported {args.checkpoint} ({type(model).__name__}): max |onnx - torch| {exported.max_abs_diff:.1e} "
               f"over the logits of a random batch, {exported.bytes / 1e6:.2f} MB float32")
         if not args.int8:
@@ -134,7 +136,8 @@ def _calibration_data(args, model):
             raise ValueError("--int8 needs images like the training ones to calibrate: add --calibration-data with "
                              "the training folder (one sub-folder per class) or a dataset name")
     if Path(source).is_dir():  # half to calibrate on, the other half to check
-        train, check = data.split(data.image_folder(source, size=tuple(pre.size), channels=pre.channels), 0.5)
+        size = tuple(pre.size) if pre and pre.size else (args.input_size or 64,) * 2
+        train, check = data.split(data.image_folder(source, size=size, channels=pre.channels if pre else None), 0.5)
     else:
         train, check = data.load(source, "train"), data.load(source, "test")
     generator = torch.Generator().manual_seed(0)
@@ -224,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: fashion_mnist for a model trained on its classes)")
     p.add_argument("--calibration", type=int, default=300, help="how many calibration images (default 300)")
     p.add_argument("--keep-float", action="store_true", help="with --int8, also keep <name>.float32.onnx")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="image side in pixels, for a checkpoint that does not record its input size (trained from "
+                        "a DataLoader); default: the recorded size")
     p.set_defaults(func=export)
 
     p = sub.add_parser("serve", help="a web app (Gradio) for a checkpoint or ONNX file, on localhost")

@@ -92,7 +92,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, preprocess: Preprocess | 
     channels = pre.channels or _channels_of(model)
     if size is None or channels is None:
         raise ValueError(f"the input size of {type(model).__name__} is not recorded (no model.preprocess with a size); "
-                         "pass input_size=(H, W), the size it was trained at")
+                         "pass input_size=(H, W), the size it was trained at (command line: --input-size)")
     pre = dataclasses.replace(pre, size=size, channels=channels, channels_last=False)
     net = _Deployable(copy.deepcopy(model).cpu().eval(), pre).eval()
     example = torch.randint(0, 256, (2, channels, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -104,6 +104,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, preprocess: Preprocess | 
             torch.onnx.export(net, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
                               input_names=["images"], output_names=["logits"],
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    except ImportError:
+        raise  # onnxscript missing: pip install onnxscript (a dependency of cvlab), not the model's fault
     except Exception as e:
         raise _export_error(model, e) from e
     seconds = time.perf_counter() - start
@@ -121,7 +123,9 @@ def export_onnx(model: nn.Module, path: str | Path, *, preprocess: Preprocess | 
 def _export_error(model: nn.Module, e: Exception) -> ExportError:
     """The exporter's long report, reduced to the operator it could not translate and what to do."""
     text = f"{e}\n{e.__cause__ or ''}"
-    found = re.search(r"torch\.ops\.(\w+\.\w+)", text) or re.search(r"\b(aten::\w+|aten\.\w+)", text)
+    # the node the translation failed on, as the exporter reports it: "Error when translating node %x : ... target=torch.ops.aten.y"
+    found = re.search(r"Error when translating node[^\n]*?target=torch\.ops\.(\w+\.\w+)", text) or \
+        re.search(r"No decompositions? [^\n]*?\b(aten[.:]+\w+)", text)
     op = found.group(1) if found else None
     why = next((line.strip() for line in text.splitlines() if "NotImplementedError" in line or "Unsupported" in line), "")
     return ExportError(f"{type(model).__name__} cannot be exported to ONNX: "
@@ -155,7 +159,8 @@ class OnnxModel:
 
     Call it on uint8 images (B, C, H, W), a tensor or an array, to get logits as a NumPy array; images of
     another size or channel count are resized and converted first, as ``model.preprocess`` would.
-    ``threads`` sets ONNX Runtime's intra-op threads (default: all cores).
+    ``threads`` sets ONNX Runtime's intra-op threads (default: all cores); ``providers`` its execution providers
+    (default: the CPU). The file must take uint8 images of one size, as :func:`export_onnx` writes them.
     """
 
     def __init__(self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None):
@@ -168,9 +173,8 @@ class OnnxModel:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        available = ort.get_available_providers()
-        providers = providers or [p for p in ("CUDAExecutionProvider", "CoreMLExecutionProvider",
-                                              "CPUExecutionProvider") if p in available]
+        providers = providers or ["CPUExecutionProvider"]  # what the thread counts and the checks assume; pass
+        # providers=["CUDAExecutionProvider", "CPUExecutionProvider"] (onnxruntime-gpu) to run on a GPU
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as e:
@@ -179,7 +183,12 @@ class OnnxModel:
         meta = _metadata(self.path)
         first = self.session.get_inputs()[0]
         self.input_name = first.name
-        _, self.channels, h, w = first.shape
+        shape = first.shape
+        if first.type != "tensor(uint8)" or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+            raise ValueError(f"{self.path} takes {first.type} {shape}; OnnxModel runs files that take uint8 images "
+                             "(batch, C, H, W) of one size, as cvlab.deploy.export_onnx writes them. For another ONNX "
+                             "file use onnxruntime.InferenceSession directly.")
+        _, self.channels, h, w = shape
         self.size = (int(h), int(w))
         self.classes = meta.get("cvlab.classes")
         self.precision = meta.get("cvlab.precision", "float32")
@@ -217,11 +226,14 @@ class OnnxModel:
 
 
 def _images_labels(data) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(uint8 images, labels or None) on the CPU, from a dataset, (images, labels) or images alone."""
     if hasattr(data, "images") and hasattr(data, "labels"):
-        return data.images, data.labels
+        return data.images.cpu(), data.labels.cpu()
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        return torch.as_tensor(data[0]), torch.as_tensor(data[1])
-    return torch.as_tensor(np.asarray(data)) if not isinstance(data, torch.Tensor) else data, None
+        return torch.as_tensor(data[0]).cpu(), torch.as_tensor(data[1]).cpu()
+    if not isinstance(data, torch.Tensor):
+        data = torch.as_tensor(np.asarray(data))
+    return data.cpu(), None
 
 
 def load(path: str | Path, **kwargs):
@@ -348,6 +360,7 @@ def compare(model: nn.Module, images: torch.Tensor, onnx_files: dict[str, str | 
     ``min_time`` seconds and ``min_runs`` calls (default: 20, or 10 for batches over 8).
     """
     import os
+    images = images.cpu()  # everything here runs on the CPU
     pre = dataclasses.replace(getattr(model, "preprocess", None) or Preprocess(), channels_last=False)
     net = _Deployable(copy.deepcopy(model).cpu().eval(), pre).eval()
     runners = {"pytorch eager": net}

@@ -61,8 +61,6 @@ def test_an_operator_onnx_lacks_is_named(tmp_path):
 
 
 def test_export_leaves_the_model_and_its_preprocess_working(tmp_path, test_set):
-    # Regression: the exporter's trace left placeholder tensors in Preprocess's cache, and every eager call
-    # after an export normalized with them (logits off by up to 2).
     torch.manual_seed(0)
     model = models.create("small_resnet", num_classes=10, in_chans=1).eval()
     model.preprocess = Preprocess(mean=(0.286,), std=(0.353,), size=(28, 28), channels=1)
@@ -71,6 +69,34 @@ def test_export_leaves_the_model_and_its_preprocess_working(tmp_path, test_set):
     deploy.export_onnx(model, tmp_path / "m.onnx")
     torch.testing.assert_close(predict(model, images), before)
     assert next(model.parameters()).requires_grad and not model.training
+
+
+def test_a_traced_preprocess_keeps_working_eagerly(test_set):
+    # Regression: a trace (torch.export, which the ONNX exporter runs; torch.compile) cached placeholder tensors
+    # in Preprocess's mean/std cache, and every eager call after it normalized with them (logits off by up to 2).
+    class Prepare(nn.Module):
+        def __init__(self, pre):
+            super().__init__()
+            self.pre = pre
+
+        def forward(self, x):
+            return self.pre(x)
+
+    pre = Preprocess(mean=(0.3,), std=(0.4,), size=(28, 28), channels=1)
+    x = test_set.images[:4]
+    torch.export.export(Prepare(pre), (x,))  # traced first, before any eager call filled the cache
+    torch.testing.assert_close(pre(x), (x.float() / 255 - 0.3) / 0.4)
+
+
+def test_onnx_model_refuses_files_it_cannot_feed(tmp_path):
+    class Scale(nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    path = tmp_path / "float_input.onnx"
+    torch.onnx.export(Scale().eval(), (torch.zeros(1, 3, 8, 8),), str(path), dynamo=True, external_data=False)
+    with pytest.raises(ValueError, match="takes tensor\\(float\\).*uint8 images"):
+        deploy.OnnxModel(path)
 
 
 # --- the exported file at work -------------------------------------------------------------------
@@ -171,6 +197,11 @@ def test_export_int8_on_the_command_line_reports_accuracy(fmnist_checkpoint, tmp
     assert int8 >= fp32 - 1.5 and same >= 97 and "calibrated on 200 training images" in out
     assert deploy.OnnxModel(tmp_path / "q.onnx").precision == "int8 (static)"
     assert deploy.OnnxModel(tmp_path / "q.float32.onnx").precision == "float32"
+
+
+def test_export_refuses_options_it_would_ignore(fmnist_checkpoint, tmp_path, capsys):
+    assert main(["export", str(fmnist_checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--keep-float"]) == 2
+    assert "only apply with --int8" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
 
 
 def test_export_refuses_int8_without_calibration_data(tmp_path, capsys):
