@@ -130,7 +130,8 @@ def _calibration_data(args, model):
     pre = model.preprocess
     source = args.calibration_data
     if source is None:
-        if model.classes and model.classes[0] == "T-shirt/top" and len(model.classes) == 10:
+        from .app import trained_on_fashion_mnist
+        if trained_on_fashion_mnist(model):
             source = "fashion_mnist"
         else:
             raise ValueError("--int8 needs images like the training ones to calibrate: add --calibration-data with "

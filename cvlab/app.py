@@ -78,6 +78,12 @@ def classify(model, path: str | Path, *, top_k: int = 5) -> tuple[dict[str, floa
     return top, cam
 
 
+def trained_on_fashion_mnist(model) -> bool:
+    """Whether ``model.classes`` are Fashion-MNIST's ten, in order (then its images make examples and calibration)."""
+    from torchvision.datasets import FashionMNIST
+    return list(model.classes or []) == list(FashionMNIST.classes)
+
+
 def example_images(model, folder: str | Path | None = None, n: int = 6) -> list[str]:
     """Image files to offer as examples: test images of Fashion-MNIST for a model trained on its classes
     (one per class, written as PNG into ``folder``), otherwise photos that ship with scikit-image."""
@@ -87,7 +93,7 @@ def example_images(model, folder: str | Path | None = None, n: int = 6) -> list[
     folder = Path(folder or tempfile.mkdtemp(prefix="cvlab-examples-"))
     folder.mkdir(parents=True, exist_ok=True)
     files = []
-    if model.classes and len(model.classes) == 10 and model.classes[0] == "T-shirt/top":
+    if trained_on_fashion_mnist(model):
         test = data.load("fashion_mnist", "test")
         for c in range(min(n, 10)):
             i = int((test.labels == c).nonzero()[0])

@@ -198,15 +198,19 @@ class OnnxModel:
     def __repr__(self) -> str:
         return f"OnnxModel({self.path}, input uint8 (batch, {self.channels}, {self.size[0]}, {self.size[1]}), {self.precision})"
 
-    def __call__(self, images) -> np.ndarray:
-        """Logits (B, num_classes) for a uint8 batch."""
+    def prepare(self, images) -> np.ndarray:
+        """A uint8 batch as the file's input: resized and channel-converted when it differs, a contiguous array."""
         x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images.cpu()
         if x.dtype != torch.uint8 or x.ndim != 4:
             raise ValueError(f"{self.path.name} takes uint8 images (B, C, H, W); got {x.dtype} {tuple(x.shape)}. "
                              "Pass decoded pixels (cvlab.data.load_images), not normalized floats.")
         if x.shape[1] != self.channels or tuple(x.shape[-2:]) != self.size:
             x = self._adapt(x).mul_(255).round_().to(torch.uint8)
-        return self.session.run(None, {self.input_name: x.contiguous().numpy()})[0]
+        return x.contiguous().numpy()
+
+    def __call__(self, images) -> np.ndarray:
+        """Logits (B, num_classes) for a uint8 batch."""
+        return self.session.run(None, {self.input_name: self.prepare(images)})[0]
 
     def evaluate(self, data, *, batch_size: int = 256) -> dict:
         """Accuracy, predictions, probabilities and labels on a dataset or (images, labels), as cvlab.train.evaluate."""
@@ -283,12 +287,7 @@ def quantize(source: str | Path, target: str | Path, *, mode: str = "static", ca
 
                 def get_next(self):
                     i = next(self.batches, None)
-                    if i is None:
-                        return None
-                    x = images[i:i + 32]
-                    if x.shape[1] != model.channels or tuple(x.shape[-2:]) != model.size:
-                        x = model._adapt(x).mul_(255).round_().to(torch.uint8)
-                    return {model.input_name: x.contiguous().numpy()}
+                    return None if i is None else {model.input_name: model.prepare(images[i:i + 32])}
 
             quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

@@ -32,17 +32,23 @@ def _decode(path: Path):
     try:
         with Image.open(path) as im:
             im.load()  # decode now: a truncated file fails here, not later
-            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # 16-bit gray: scale 0..65535 to 0..255
-                arr = np.asarray(im, dtype=np.float64) / 257.0
-                return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
-            gray = im.mode in ("L", "LA", "La", "1")
-            if im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info:
-                rgba = im.convert("RGBA")  # transparent pixels become white, not whatever colour hides under alpha
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(background, rgba)
-            return im.convert("L" if gray else "RGB")  # a palette is looked up here
+            return _l_or_rgb(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"{path}: cannot decode as an image ({type(e).__name__}: {e})") from e
+
+
+def _l_or_rgb(im):
+    """A decoded PIL image in mode "L" or "RGB": 16-bit gray scaled, alpha composited on white, palettes looked up."""
+    from PIL import Image
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # 16-bit gray: scale 0..65535 to 0..255
+        arr = np.asarray(im, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+    gray = im.mode in ("L", "LA", "La", "1")
+    if im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info:
+        rgba = im.convert("RGBA")  # transparent pixels become white, not whatever colour hides under alpha
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return im.convert("L" if gray else "RGB")  # a palette is looked up here
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -195,10 +201,7 @@ def as_batch(images: Sequence, *, size: int | tuple[int, int], channels: int | N
             if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
                 raise ValueError(f"image {i}: expected uint8 (H, W), (H, W, 3) or (H, W, 4); got {a.dtype} {a.shape}")
             im = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a)
-        if im.mode not in ("L", "RGB"):  # RGBA, palette: the same compositing as a file
-            rgba = im.convert("RGBA")
-            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-        out.append(im.resize((hw[1], hw[0]), Image.BILINEAR))
+        out.append(_l_or_rgb(im).resize((hw[1], hw[0]), Image.BILINEAR))  # converted as a file's pixels are
     if not out:
         raise ValueError("as_batch needs at least one image")
     return _stack(out, channels)

@@ -53,16 +53,16 @@ class Preprocess:
     def stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """mean and std as (1, C, 1, 1) tensors on ``device``, made once per device.
 
-        While torch.compile or torch.export (the ONNX exporter) traces, they are made afresh: a traced call
-        sees placeholder tensors, and a cached placeholder would break every eager call after it.
+        Tensors made while torch.compile or torch.export (the ONNX exporter) traces are not cached: a traced
+        call makes placeholder tensors, and a cached placeholder would break every eager call after it.
         """
-        if torch.compiler.is_compiling():
-            return (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
-                    torch.tensor(self.std, device=device).view(1, -1, 1, 1))
-        if device not in self._stats:
-            self._stats[device] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
-                                   torch.tensor(self.std, device=device).view(1, -1, 1, 1))
-        return self._stats[device]
+        stats = self._stats.get(device)
+        if stats is None:
+            stats = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                     torch.tensor(self.std, device=device).view(1, -1, 1, 1))
+            if not torch.compiler.is_compiling():
+                self._stats[device] = stats
+        return stats
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) uint8 (or float already in [0, 1]) -> the float batch the network was trained on."""
