@@ -11,6 +11,9 @@ optimizer steps taken so far, ``T`` their total and ``W = warmup * T``:
     linear          1 - t / T
     warmup_cosine   (t + 1) / W while t < W, then (1 + cos(pi * (t - W) / (T - W))) / 2
     onecycle        torch's OneCycleLR: cosine up from lr/25 to lr over W steps, then down to lr/25e4
+    exponential     0.01 ** (t / T): the same factor every step, down to 1% of lr at the end
+    plateau         torch's ReduceLROnPlateau (per epoch): x0.1 when the validation loss (the training loss
+                    without validation data) has not improved for 2 epochs; it needs no epoch count
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from torch.optim import lr_scheduler
 __all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "lr_factor", "decay_groups"]
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "linear", "warmup_cosine", "onecycle")
+SCHEDULES = ("constant", "step", "cosine", "linear", "warmup_cosine", "onecycle", "exponential", "plateau")
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -68,12 +71,14 @@ def lr_factor(name: str, t: int, total: int, *, warmup: float = 0.0) -> float:
         return 0.5 * (1 + math.cos(math.pi * t / total))
     if name == "linear":
         return 1.0 - t / total
+    if name == "exponential":
+        return 0.01 ** (t / total)
     if name == "warmup_cosine":
         w = max(1, round(warmup * total))
         if t < w:
             return (t + 1) / w
         return 0.5 * (1 + math.cos(math.pi * (t - w) / max(1, total - w)))
-    raise ValueError(f"{name!r} is not a per-step schedule; per-step schedules: constant, cosine, linear, warmup_cosine")
+    raise ValueError(f"{name!r} is not a per-step schedule; per-step schedules: constant, cosine, linear, warmup_cosine, exponential")
 
 
 def make_scheduler(schedule, optimizer: torch.optim.Optimizer, *, epochs: int, steps_per_epoch: int,
@@ -91,6 +96,8 @@ def make_scheduler(schedule, optimizer: torch.optim.Optimizer, *, epochs: int, s
         name = schedule.lower()
         if name == "step":
             return lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1), "epoch"
+        if name == "plateau":  # fit steps it with the epoch's validation loss
+            return lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1), "epoch"
         if name == "onecycle":
             max_lr = [g["lr"] for g in optimizer.param_groups]
             cycle_momentum = "momentum" in optimizer.defaults and optimizer.defaults["momentum"] > 0 or "betas" in optimizer.defaults

@@ -228,6 +228,7 @@ FORMULAS = {
     "warmup_cosine": lambda t: LR * ((t + 1) / (WARMUP * T) if t < WARMUP * T
                                      else 0.5 * (1 + math.cos(math.pi * (t - WARMUP * T) / (T - WARMUP * T)))),
     "onecycle": lambda t: onecycle(t, T, LR, WARMUP),
+    "exponential": lambda t: LR * 0.01 ** (t / T),
 }
 
 
@@ -251,6 +252,28 @@ def test_cosine_matches_torch_scheduler_stepped_per_step(fmnist):
         opt.step()
         ref.step()
     assert rec.lrs == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_exponential_matches_torch_exponential_lr_stepped_per_step(fmnist):
+    rec = Recorder()
+    fit(tiny_cnn(), fmnist.take(range(64)), epochs=3, batch_size=8, lr=LR, schedule="exponential", callbacks=[rec],
+        **quiet())
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=LR)
+    ref = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.01 ** (1 / 24))
+    expected = []
+    for _ in range(24):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    assert rec.lrs == pytest.approx(expected, rel=1e-9)
+    assert expected[-1] == pytest.approx(LR * 0.01 ** (23 / 24))
+
+
+def test_plateau_cuts_by_ten_after_two_epochs_without_a_better_validation_loss(fmnist):
+    """With a learning rate too small to move the loss, no epoch improves on the first: cuts after epochs 3 and 5."""
+    h = fit(tiny_cnn(), fmnist.take(range(64)), fmnist.take(range(64, 96)), epochs=6, batch_size=16, lr=1e-6,
+            optimizer="sgd", momentum=0.0, schedule="plateau", **quiet())
+    assert h["lr"] == pytest.approx([1e-6, 1e-6, 1e-6, 1e-7, 1e-7, 1e-8], rel=1e-6)
 
 
 def test_scheduler_objects_step_per_epoch(fmnist):
