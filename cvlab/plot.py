@@ -1,12 +1,19 @@
-"""The plotting helpers every lesson shares. Each returns the matplotlib Figure it drew."""
+"""The plotting helpers every lesson shares. Each returns the matplotlib Figure it drew.
+
+Statistical plots (counts per class, a statistic's distribution by class, a confusion heatmap, a metric's
+spread over folds, seeds or episodes) are drawn with seaborn, which computes and draws them from long-form
+data; images and curves with matplotlib.
+"""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["to_display", "show_images", "class_grid", "class_means", "history", "confusion_matrix", "lr_find"]
+__all__ = ["to_display", "show_images", "class_grid", "class_means", "history", "confusion_matrix", "lr_find",
+           "class_counts", "by_class", "spread"]
 
 
 def to_display(img) -> np.ndarray:
@@ -104,27 +111,83 @@ def history(hist: dict, *, size: float = 3.6):
 
 
 def confusion_matrix(labels, predictions, classes: Sequence[str], *, normalize: bool = True, size: float = 6.0):
-    """A confusion matrix: rows are true classes, columns predicted; ``normalize`` shows each row as fractions."""
+    """A confusion matrix as a seaborn heatmap: rows are true classes, columns predicted; ``normalize`` shows
+    each row as fractions (the recall of its class on the diagonal)."""
     import matplotlib.pyplot as plt
+    import seaborn as sns
     labels, predictions = torch.as_tensor(labels).long().cpu(), torch.as_tensor(predictions).long().cpu()
     k = len(classes)
     counts = torch.bincount(labels * k + predictions, minlength=k * k).reshape(k, k).float()  # (true, predicted)
     shown = counts / counts.sum(1, keepdim=True).clamp(min=1) if normalize else counts
     fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(shown.numpy(), cmap="Blues", vmin=0)
-    for i in range(k):
-        for j in range(k):
-            value = shown[i, j].item()
-            text = f"{value:.2f}" if normalize else f"{int(value)}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="white" if value > 0.5 * shown.max().item() else "black")
-    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), classes, fontsize=8)
+    sns.heatmap(shown.numpy(), ax=ax, cmap="Blues", vmin=0, annot=True, fmt=".2f" if normalize else ".0f",
+                annot_kws={"fontsize": 7}, cbar=False, square=True, xticklabels=classes, yticklabels=classes)
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right", fontsize=8)
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     accuracy = counts.diag().sum().item() / max(counts.sum().item(), 1)
     ax.set_title(f"confusion matrix (accuracy {100 * accuracy:.2f}%)")
     fig.tight_layout()
+    return fig
+
+
+def class_counts(datasets, *, size: float = 3.2, title: str = "images per class"):
+    """Images per class as bars, one colour per dataset: ``datasets`` is a dataset or ``{name: dataset}``
+    (e.g. ``{"train": train, "test": test}``), all with the same classes."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+    datasets = datasets if isinstance(datasets, dict) else {"images": datasets}
+    classes = list(next(iter(datasets.values())).classes)
+    rows = [{"class": classes[c], "images": int(n), "set": name}
+            for name, ds in datasets.items() for c, n in enumerate(torch.bincount(ds.labels, minlength=len(classes)))]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(classes)), size))
+    sns.barplot(pd.DataFrame(rows), x="class", y="images", hue="set", ax=ax, order=classes)
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
+    ax.set(xlabel="", title=title)
+    if len(datasets) == 1:
+        ax.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def by_class(values, labels, classes: Sequence[str], *, name: str = "value", ax=None, kind: str = "box"):
+    """The distribution of one number per image (brightness, loss, confidence, ...) for each class:
+    ``kind="box"`` (median, quartiles, outliers) or ``"violin"``. Draws on ``ax`` if given."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+    values, labels = np.asarray(values, dtype=float), np.asarray(torch.as_tensor(labels).cpu())
+    if values.shape != labels.shape:
+        raise ValueError(f"by_class needs one value per label; got {values.shape} values and {labels.shape} labels")
+    if kind not in ("box", "violin"):
+        raise ValueError(f"kind={kind!r}: use 'box' or 'violin'")
+    frame = pd.DataFrame({name: values, "class": [classes[c] for c in labels]})
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(6.0, 0.7 * len(classes)), 3.4))
+    draw = sns.boxplot if kind == "box" else sns.violinplot
+    extra = {"fliersize": 1.5} if kind == "box" else {"cut": 0}
+    with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated vert=; not ours to fix
+        warnings.filterwarnings("ignore", message=".*vert: bool.*")
+        draw(frame, x="class", y=name, order=list(classes), ax=ax, color="tab:blue", **extra)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set(xlabel="", title=name)
+    return fig
+
+
+def spread(results: dict, *, name: str = "accuracy", ax=None, title: str | None = None):
+    """A metric's spread over repeats (folds, seeds, episodes): one dot per repeat and the mean with its
+    standard deviation, per setting. ``results`` maps a setting's name to its list of values."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+    frame = pd.DataFrame([{"setting": str(k), name: float(v)} for k, vs in results.items() for v in vs])
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(4.0, 1.3 * len(results)), 3.4))
+    sns.stripplot(frame, x="setting", y=name, ax=ax, alpha=0.6, size=5, jitter=0.15)
+    sns.pointplot(frame, x="setting", y=name, ax=ax, errorbar="sd", color="black", markers="_", capsize=0.2,
+                  linestyle="none")
+    ax.set(xlabel="", title=title or f"{name}: each dot one repeat, black the mean +/- std")
+    ax.grid(alpha=0.3, axis="y")
     return fig
 
 
