@@ -27,7 +27,13 @@ def test_set():
 
 # --- export: every zoo model ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", models.list_models())
+# One model per code path runs in `make test`; the rest of the zoo is marked slow (`make test-full` runs them all).
+EXPORT_EVERY_RUN = {"lenet5", "small_resnet_narrow", "resnet18", "mobilenet_v3_small", "efficientnet_lite0",
+                    "vit_tiny_28", "deit_tiny_28"}
+
+
+@pytest.mark.parametrize("name", [n if n in EXPORT_EVERY_RUN else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in models.list_models()])
 def test_every_zoo_model_exports_with_equal_outputs(name, tmp_path):
     torch.manual_seed(0)
     model = models.create(name, **cheap(name)).eval()

@@ -44,8 +44,12 @@ def test_the_zoo_is_registered():
     assert set(ZOO) <= set(models.list_models())
 
 
-@pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("name", models.list_models())
+SLOW_AT_224 = {"vgg16", "vgg16_bn"}  # built by the same code as vgg11 / vgg11_bn, four times the compute
+
+
+@pytest.mark.parametrize("name, form", [
+    pytest.param(name, form, marks=pytest.mark.slow) if form == "imagenet" and name in SLOW_AT_224 else (name, form)
+    for name in models.list_models() for form in FORMS])
 def test_forward_backward(name, form):
     kwargs, shape = FORMS[form]
     if name not in ZOO:  # models built for small images only (the training recipe's) have no small_input
@@ -85,7 +89,8 @@ def test_small_input_keeps_more_of_the_image(name):  # one name per code path: v
 
 # --- faithful to torchvision -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", IN_TORCHVISION)
+@pytest.mark.parametrize("name", [n if n not in SLOW_AT_224 else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in IN_TORCHVISION])
 def test_matches_torchvision(name):
     torch.manual_seed(0)
     reference = randomize_(getattr(torchvision.models, name)())
