@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cvlab-installed
 
-.PHONY: demo test test-unit test-notebooks test-full lab bench sample clean
+.PHONY: demo test test-unit test-notebooks test-book test-full book lab bench sample clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,20 +17,32 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m cvlab demo --out runs/demo
 
-test: test-unit test-notebooks
+test: test-unit test-notebooks test-book
 
+# Tests marked slow (costly repeats: the rest of the zoo exported, VGG-16 at 224 px) run in test-full only.
 test-unit: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -m "not slow"
 
-# nbval executes every lesson top to bottom in quick mode; --nbval-lax checks that cells run, not their outputs.
+# Every lesson top to bottom in a fresh kernel, in quick mode (a failing cell or assert fails the target and names
+# the lesson, the cell and the error); the executed lessons then build the reader's edition (book/site), which
+# test-book opens in a real browser.
 test-notebooks: $(STAMP)
-	CVLAB_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env --durations=0 -q -p no:cacheprovider notebooks
+	$(PY) book/build.py --quick --force
 
-# Every lesson in full mode (real data sizes and epochs), its full-mode asserts included: an hour or more on a
-# 2-core CPU (each lesson states its own time at its top). Not part of `make test`.
+test-book: $(STAMP)
+	$(PY) -m pytest book/test_site.py -q -p no:cacheprovider
+
+# The reader's edition: every lesson executed in full mode, with its outputs, as a static site in book/site
+# (open book/site/index.html). Cached: a rerun executes only the lessons whose cells changed.
+book: $(STAMP)
+	$(PY) book/build.py
+
+# Every unit test (the slow ones included), then every lesson in full mode (real data sizes and epochs), its
+# full-mode asserts included, executed afresh: about two hours on a 2-core CPU (each lesson states its own time
+# at its top). Not part of `make test`; it also builds the book.
 test-full: $(STAMP)
-	CVLAB_QUICK=0 MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=7200 --durations=0 -q \
-		-p no:cacheprovider notebooks
+	$(PY) -m pytest tests -q
+	$(PY) book/build.py --force
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
@@ -43,4 +55,4 @@ sample: $(STAMP)
 	$(PY) datasets/make_fashion_mnist_sample.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache book/_cache book/_docs book/site book/_mkdocs.yml
