@@ -38,7 +38,7 @@ book: $(STAMP)
 	$(PY) book/build.py
 
 # Every unit test (the slow ones included), then every lesson in full mode (real data sizes and epochs), its
-# full-mode asserts included, executed afresh: about two hours on a 2-core CPU (each lesson states its own time
+# full-mode asserts included, executed afresh: about 71 minutes on a 2-core CPU (each lesson states its own time
 # at its top). Not part of `make test`; it also builds the book.
 test-full: $(STAMP)
 	$(PY) -m pytest tests -q
