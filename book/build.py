@@ -76,7 +76,7 @@ def execute(notebook: Path, out_dir: Path, *, quick: bool, force: bool = False, 
     """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target, stamp = out_dir / notebook.name, out_dir / f"{notebook.stem}.key"
@@ -93,7 +93,7 @@ def execute(notebook: Path, out_dir: Path, *, quick: bool, force: bool = False, 
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}
                        ).execute()
-    except CellExecutionError as e:
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:  # a failing cell, or a kernel that died
         raise LessonFailed(f"{notebook.name} failed in {'quick' if quick else 'full'} mode:\n{e}") from None
     finally:
         for k, v in saved.items():
@@ -111,7 +111,8 @@ def execute(notebook: Path, out_dir: Path, *, quick: bool, force: bool = False, 
 
 def _readme_for_site(text: str) -> str:
     # The README's links to lessons point at notebooks/NN_name.ipynb; in the site the same relative path is the
-    # executed copy, which mkdocs-jupyter turns into a page. Links to files outside the site go to nothing: drop them.
+    # executed copy, which mkdocs-jupyter turns into a page. Links to other files of the repository would point at
+    # nothing in the site: they go to the file on GitHub.
     return re.sub(r"\]\((?!https?://|#|notebooks/)([^)]+)\)", r"](https://github.com/cvlab-course/cvlab/blob/main/\1)", text)
 
 
