@@ -1,15 +1,17 @@
 """book/build.py's cache: a lesson is executed again when its code changes, not when only its prose does."""
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book"))
-import build  # noqa: E402
+# book/build.py is a script, not a package module: load it by path (a plain `import build` could find PyPI's `build`).
+_spec = importlib.util.spec_from_file_location("book_build", Path(__file__).resolve().parents[1] / "book" / "build.py")
+build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build)
 
 
 def _lesson(path: Path, prose: str, code: str) -> Path:
